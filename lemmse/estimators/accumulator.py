@@ -1,0 +1,82 @@
+r"""The one streaming log-sum-exp accumulator every estimator uses.
+
+For each query ``q`` it accumulates, over blocks of keys ``k`` arriving one after another,
+
+.. math::  m_q = \max_k l_{qk}, \quad S_q = \sum_k e^{l_{qk} - m_q}\,[v_k, 1]
+
+rescaling what it holds by ``e^{m_{old} - m_{new}}`` whenever the running maximum grows (the
+online softmax of flash-attention). At the end, ``mean = S[:, :V] / S[:, V]`` is the
+softmax-weighted average of the values and ``log Σ_k e^{l_{qk}} = m_q + log S_{q,V}``.
+
+Logits always arrive in float64 (they are computed exactly there); the exponentials and value
+sums use ``dtype`` (float32 by default, where ``e^{l-m}`` with ``l - m ∈ [-30, 0]`` has relative
+error ~1e-7). It also tracks, on request, which *owner* (training image) holds the largest share
+of each query's weight: keys come in whole images, ``group`` consecutive keys per image, so the
+share of every image is final once its block has been seen and only the best one is kept.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+ValueFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class StreamingSoftmax:
+    """Online softmax-weighted averages for ``n_queries`` queries and ``value_dim`` values each."""
+
+    def __init__(self, n_queries: int, value_dim: int, *, device: torch.device | str = "cpu",
+                 dtype: torch.dtype = torch.float32, track_owner: bool = False):
+        self.value_dim = value_dim
+        self.dtype = dtype
+        self.max = torch.full((n_queries,), -torch.inf, dtype=torch.float64, device=device)
+        self.sums = torch.zeros(n_queries, value_dim + 1, dtype=dtype, device=device)
+        self.track_owner = track_owner
+        if track_owner:
+            self.owner_weight = torch.zeros(n_queries, dtype=dtype, device=device)
+            self.owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
+
+    def update(self, rows: slice, logits: torch.Tensor, values: torch.Tensor | ValueFn,
+               *, first_owner: int = 0, group: int = 1) -> None:
+        """Fold one block in. ``logits`` (q, k) float64 is overwritten.
+
+        ``values`` is either a ``(k, V + 1)`` matrix whose last column is ones (so the
+        normaliser comes out of the same product), or a function mapping the ``(q, k)``
+        weights to their ``(q, V)`` weighted value sums.
+        """
+        old = self.max[rows]
+        new = torch.maximum(old, logits.amax(dim=1))
+        # rows where every logit is -inf so far keep a zero state: shift by 0 instead of -inf
+        shift = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
+        logits.sub_(shift[:, None])
+        weights = logits.to(self.dtype).exp_() if self.dtype != torch.float64 else logits.exp_()
+        rescale = torch.exp(old - shift).to(self.dtype)
+        sums = self.sums[rows]
+        sums.mul_(rescale[:, None])
+        if callable(values):
+            sums[:, : self.value_dim] += values(weights)
+            sums[:, self.value_dim] += weights.sum(dim=1)
+        else:
+            sums.addmm_(weights, values)
+        if self.track_owner:
+            per_owner = weights.view(weights.shape[0], -1, group).sum(dim=2)
+            best, arg = per_owner.max(dim=1)
+            held = self.owner_weight[rows].mul_(rescale)
+            better = best > held
+            self.owner_weight[rows] = torch.where(better, best, held)
+            self.owner_index[rows] = torch.where(better, arg + first_owner, self.owner_index[rows])
+        self.max[rows] = new
+
+    def mean(self) -> torch.Tensor:
+        """Softmax-weighted average of the values, ``(n_queries, V)``."""
+        return self.sums[:, : self.value_dim] / self.sums[:, self.value_dim : self.value_dim + 1]
+
+    def log_normaliser(self) -> torch.Tensor:
+        """``log Σ_k e^{l_k}`` per query, float64."""
+        return self.max + torch.log(self.sums[:, self.value_dim].to(torch.float64))
+
+    def owner(self, threshold: float = 0.5) -> torch.Tensor:
+        """Index of the owner holding at least ``threshold`` of the weight, else -1."""
+        share = self.owner_weight / self.sums[:, self.value_dim]
+        return torch.where(share >= threshold, self.owner_index, torch.full_like(self.owner_index, -1))
