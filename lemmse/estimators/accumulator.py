@@ -33,13 +33,14 @@ class StreamingSoftmax:
         self.max = torch.full((n_queries,), -torch.inf, dtype=torch.float64, device=device)
         self.sums = torch.zeros(n_queries, value_dim + 1, dtype=dtype, device=device)
         self.track_owner = track_owner
+        self._workspace = torch.empty(0, dtype=dtype, device=device)
         if track_owner:
             self.owner_weight = torch.zeros(n_queries, dtype=dtype, device=device)
             self.owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
 
     def update(self, rows: slice, logits: torch.Tensor, values: torch.Tensor | ValueFn,
                *, first_owner: int = 0, group: int = 1) -> None:
-        """Fold one block in. ``logits`` (q, k) float64 is overwritten.
+        """Fold one block in (``logits``: (q, k) float64, left unchanged).
 
         ``values`` is either a ``(k, V + 1)`` matrix whose last column is ones (so the
         normaliser comes out of the same product), or a function mapping the ``(q, k)``
@@ -49,8 +50,9 @@ class StreamingSoftmax:
         new = torch.maximum(old, logits.amax(dim=1))
         # rows where every logit is -inf so far keep a zero state: shift by 0 instead of -inf
         shift = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
-        logits.sub_(shift[:, None])
-        weights = logits.to(self.dtype).exp_() if self.dtype != torch.float64 else logits.exp_()
+        weights = self._weights_buffer(logits.shape)
+        torch.sub(logits, shift[:, None], out=weights)  # exact in float64, then one rounding
+        weights.exp_()
         rescale = torch.exp(old - shift).to(self.dtype)
         sums = self.sums[rows]
         sums.mul_(rescale[:, None])
@@ -67,6 +69,13 @@ class StreamingSoftmax:
             self.owner_weight[rows] = torch.where(better, best, held)
             self.owner_index[rows] = torch.where(better, arg + first_owner, self.owner_index[rows])
         self.max[rows] = new
+
+    def _weights_buffer(self, shape: torch.Size) -> torch.Tensor:
+        """A reusable ``shape`` tensor in ``dtype`` (no allocation or page faults per tile)."""
+        size = shape[0] * shape[1]
+        if self._workspace.numel() < size:
+            self._workspace = torch.empty(size, dtype=self.dtype, device=self._workspace.device)
+        return self._workspace[:size].view(shape)
 
     def mean(self) -> torch.Tensor:
         """Softmax-weighted average of the values, ``(n_queries, V)``."""

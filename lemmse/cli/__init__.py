@@ -1,0 +1,1 @@
+"""Command-line interface: ``lemmse estimate`` and ``lemmse bench`` (see :func:`lemmse.cli.main.main`)."""
