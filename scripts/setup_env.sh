@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Create .venv in the repository root (if absent) and install lemmse with its test extras.
+# Idempotent: rerunning only checks that everything is installed.
+# torch is pinned and installed first so pip takes the CPU wheel instead of a multi-GB CUDA build.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet torch==2.13.0
+.venv/bin/python -m pip install --quiet -e '.[test]'
