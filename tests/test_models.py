@@ -1,0 +1,110 @@
+"""Every architecture × every P: exact P×P receptive field, circular equivariance, σ conditioning."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lemmse.errors import LemmseInputError
+from lemmse.models import (ARCHITECTURES, SUPPORTED_PATCHES, PixelGroupNorm, build_model,
+                           count_parameters, kernel_plan)
+
+#: Small widths: the whole file runs in seconds on one CPU core.
+TINY = {"unet": {"channels": (8, 16), "norm_groups": 2},
+        "resnet": {"width": 16},
+        "patchmlp": {"width": 16, "hidden": 16, "blocks": 2, "emb_dim": 8}}
+CASES = [(arch, patch) for arch in ARCHITECTURES for patch in SUPPORTED_PATCHES]
+
+
+def _tiny(arch: str, patch: int, channels: int = 2, dtype=torch.float64) -> torch.nn.Module:
+    torch.manual_seed(patch)
+    model = build_model(arch, channels, patch, TINY[arch]).to(dtype)
+    if arch == "resnet":  # non-trivial running statistics, so eval-mode BatchNorm is not the identity
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _window(size: int, centre: int, patch: int) -> set[int]:
+    return {(centre + d) % size for d in range(-(patch // 2), patch // 2 + 1)}
+
+
+@pytest.mark.parametrize("arch,patch", CASES)
+def test_receptive_field_is_exactly_the_circular_window(arch, patch):
+    h, w = patch + 3, patch + 4  # window smaller than the image: "outside" is never empty
+    model = _tiny(arch, patch)
+    v = torch.rand(1, 2, h, w, dtype=torch.float64, requires_grad=True)
+    i, j = 1, w - 2  # near two borders: the window wraps around
+    out = model(v, torch.tensor([0.3], dtype=torch.float64))
+    grad, = torch.autograd.grad(out[0, :, i, j].sum(), v)
+    support = grad[0].abs().sum(0) != 0
+    rows, cols = _window(h, i, patch), _window(w, j, patch)
+    expected = torch.zeros(h, w, dtype=torch.bool)
+    for r in rows:
+        for c in cols:
+            expected[r, c] = True
+    assert torch.equal(support, expected), (
+        f"{arch} P={patch}: gradient support\n{support.int()}\nexpected\n{expected.int()}")
+
+
+@pytest.mark.parametrize("arch,patch", CASES)
+def test_circular_shift_equivariance(arch, patch):
+    model = _tiny(arch, patch, dtype=torch.float32)
+    v = torch.rand(2, 2, patch + 2, patch + 5)
+    sigma = torch.tensor([0.1, 0.7])
+    with torch.no_grad():
+        out = model(v, sigma)
+        for shift in [(1, 0), (0, 3), (-2, 5)]:
+            shifted = model(torch.roll(v, shift, dims=(2, 3)), sigma)
+            torch.testing.assert_close(shifted, torch.roll(out, shift, dims=(2, 3)), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_output_depends_on_sigma_and_batch_items_are_independent(arch):
+    model = _tiny(arch, 5, channels=3, dtype=torch.float32)
+    v = torch.rand(3, 3, 8, 8)
+    with torch.no_grad():
+        a = model(v, torch.tensor([0.1, 0.1, 0.1]))
+        b = model(v, torch.tensor([0.1, 0.9, 0.1]))
+        assert a.shape == v.shape
+        assert not torch.allclose(a[1], b[1])
+        torch.testing.assert_close(a[0], b[0])
+        torch.testing.assert_close(model(v, 0.1), a)  # a scalar σ broadcasts
+
+
+def test_unet_kernel_plan_sums_to_patch():
+    for patch in range(1, 40, 2):
+        for levels, lpb in [(1, 1), (2, 1), (3, 2), (4, 1)]:
+            plan = kernel_plan(patch, levels, lpb)
+            assert 1 + sum(k - 1 for k in plan.values()) == patch
+            assert all(k % 2 == 1 for k in plan.values())
+
+
+def test_pixel_group_norm_pools_no_pixels():
+    norm = PixelGroupNorm(2, 4)
+    h = torch.randn(1, 4, 5, 5, requires_grad=True)
+    grad, = torch.autograd.grad(norm(h)[0, 0, 2, 3], h)
+    assert set(map(tuple, grad[0].abs().sum(0).nonzero().tolist())) == {(2, 3)}
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_paper_settings_have_about_four_million_parameters(arch):
+    for patch in (5, 7, 9, 11, 17):
+        n = count_parameters(build_model(arch, 3, patch, "paper"))
+        assert 3.5e6 <= n <= 5.1e6, f"{arch} P={patch}: {n} parameters"
+
+
+@pytest.mark.parametrize("bad", [4, 1, 0, -3, 2.0, True])
+def test_bad_patch_is_refused_naming_it(bad):
+    with pytest.raises(LemmseInputError, match=str(bad)):
+        build_model("unet", 1, bad)
+
+
+def test_unknown_architecture_and_option_are_refused():
+    with pytest.raises(LemmseInputError, match="'vit'"):
+        build_model("vit", 1, 5)
+    with pytest.raises(LemmseInputError, match="'depth'"):
+        build_model("resnet", 1, 5, {"depth": 3})
+    with pytest.raises(LemmseInputError, match="norm_groups"):
+        build_model("unet", 1, 5, {"channels": (6, 12), "norm_groups": 4})
