@@ -1,0 +1,130 @@
+r"""Network outputs on the measurement grid: ``x̂ = f_θ(B y, σ)`` for every ``(split, image, σ)``.
+
+Input: a measurement store ``…/measurements/{dataset}/{task}.zarr`` holding ``y`` float32 with
+dims ``(split, image, sigma, c, h, w)`` and attrs ``task`` (plus ``hole`` / ``blur_std``).
+Output: a store with ``xhat`` float32, the same dims and coordinates, chunks
+``(1, image_chunk, 1, c, h, w)``, and provenance attrs (model directory, step, architecture,
+patch, task, pre-inverse, σ range trained on, weights = "ema"). It is built in a hidden
+temporary directory and renamed into place only when every block is written
+(:func:`lemmse.store.atomic_store`), and marked complete last: a run that dies leaves nothing
+that looks finished.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from lemmse import store
+from lemmse.errors import LemmseInputError
+from lemmse.progress import progress_bar
+from lemmse.training.checkpoint import checkpoint_path, load_checkpoint
+from lemmse.training.loop import model_from_config, problem_from_config, set_precision
+
+log = logging.getLogger(__name__)
+
+Y_DIMS = ("split", "image", "sigma", "c", "h", "w")
+
+
+def load_trained(location: str | Path, device: str | torch.device = "cpu",
+                 weights: str = "ema") -> tuple[torch.nn.Module, dict[str, Any], int]:
+    """``(network in eval mode, resolved config, step)`` from a model directory or ``model.pt``."""
+    if weights not in ("ema", "model"):
+        raise LemmseInputError(f"weights={weights!r}: choose 'ema' or 'model'")
+    state = load_checkpoint(location)
+    net = model_from_config(state["config"])
+    net.load_state_dict(state[weights])
+    return net.to(device).eval(), state["config"], int(state["step"])
+
+
+def _open_measurements(path: Path):
+    import xarray as xr
+
+    if not path.exists():
+        raise LemmseInputError(f"measurement store {path} does not exist")
+    if store.is_complete(path):
+        ds = store.open_dataset(path)
+    else:
+        try:
+            ds = xr.open_zarr(path)
+        except Exception as err:
+            raise LemmseInputError(f"measurement store {path} cannot be opened ({err})") from err
+        if ds.attrs.get(store.COMPLETE_ATTR) is False:
+            raise LemmseInputError(f"measurement store {path} is not complete (still being written, or a failed run left it)")
+    if "y" not in ds:
+        raise LemmseInputError(f"measurement store {path} has no variable 'y'")
+    if tuple(ds["y"].dims) != Y_DIMS:
+        raise LemmseInputError(f"measurement store {path}: y has dims {tuple(ds['y'].dims)}, expected {Y_DIMS}")
+    return ds
+
+
+def _check_fit(ds, config: dict[str, Any], path: Path) -> None:
+    task = ds.attrs.get("task")
+    if task != config["task"]:
+        raise LemmseInputError(f"measurement store {path} is for task {task!r} but the model was trained for {config['task']!r}")
+    for key in ("hole", "blur_std"):
+        have, want = ds.attrs.get(key), config.get(key)
+        if have is not None and want is not None and not math.isclose(float(have), float(want)):
+            raise LemmseInputError(f"measurement store {path} has {key}={have} but the model was trained with {key}={want}")
+    c, h, w = (ds.sizes[d] for d in ("c", "h", "w"))
+    if [c, h, w] != [config["channels"], *config["image_size"]]:
+        raise LemmseInputError(f"measurement store {path} holds (c, h, w) = {(c, h, w)} but the model was trained "
+                               f"on {(config['channels'], *config['image_size'])}")
+
+
+def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
+                device: str | torch.device = "cpu", batch_size: int = 256,
+                splits: Sequence[str] | None = None, progress: bool = False) -> Path:
+    """Run the EMA network of ``model`` on every ``y`` of ``measurements``; write ``out``.
+
+    ``batch_size`` images per forward pass (also the chunk along ``image``); ``splits``
+    restricts the output to those splits (default: all of the store's).
+    """
+    measurements, out = Path(measurements), Path(out)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise LemmseInputError(f"batch_size={batch_size!r} must be a positive integer")
+    set_precision()
+    net, config, step = load_trained(model, device)
+    ds = _open_measurements(measurements)
+    _check_fit(ds, config, measurements)
+    all_splits = [str(s) for s in ds["split"].values]
+    splits = all_splits if splits is None else list(splits)
+    for s in splits:
+        if s not in all_splits:
+            raise LemmseInputError(f"split {s!r} is not in measurement store {measurements} (it has {all_splits})")
+    sigmas = np.asarray(ds["sigma"].values, dtype=np.float64)
+    lo, hi = config["sigma_min"], config["sigma_max"]
+    outside = [float(s) for s in sigmas if not lo - 1e-12 <= s <= hi + 1e-12]
+    if outside:
+        log.warning("σ %s outside the training range [%g, %g] of %s", outside, lo, hi, model)
+    problem, preinverse = problem_from_config(config)
+    preinverse = preinverse.to(device)
+    n_images = ds.sizes["image"]
+    chunk = min(batch_size, n_images)
+    c, h, w = config["channels"], *config["image_size"]
+    attrs = {"model": str(checkpoint_path(model)), "step": step, "weights": "ema", "measurements": str(measurements),
+             "arch": config["arch"], "patch": config["patch"], "task": config["task"],
+             "preinverse": config["preinverse"], "lam": config.get("lam"), "hole": config.get("hole"),
+             "blur_std": config.get("blur_std"), "sigma_min": lo, "sigma_max": hi,
+             "train_size": config["train_size"], "data_sha256": config["data_sha256"]}
+    coords = {"split": np.asarray(splits), "image": ds["image"].values, "sigma": ds["sigma"].values}
+    blocks = [(i, k, sl) for i in range(len(splits)) for k in range(len(sigmas))
+              for sl in store.chunk_slices(n_images, chunk)]
+    with store.atomic_store(out) as tmp:
+        store.create_template(tmp, coords=coords, sizes={"c": c, "h": h, "w": w}, attrs=attrs,
+                              variables={"xhat": store.VariableSpec(Y_DIMS, (1, chunk, 1, c, h, w))})
+        y_var = ds["y"]
+        for i, k, sl in progress_bar(blocks, enabled=progress, desc="infer", unit="block"):
+            y = y_var.isel(split=all_splits.index(splits[i]), sigma=k, image=sl).values
+            v = preinverse(torch.as_tensor(np.asarray(y, dtype=np.float32), device=device))
+            with torch.no_grad():
+                xhat = net(v, float(sigmas[k])).cpu().numpy()
+            store.write_region(tmp, {"xhat": xhat[None, :, None]},
+                               region={"split": slice(i, i + 1), "image": sl, "sigma": slice(k, k + 1)})
+        store.mark_complete(tmp)
+    log.info("wrote %s: %d splits × %d images × %d σ", out, len(splits), n_images, len(sigmas))
+    return out
