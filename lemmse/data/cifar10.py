@@ -50,6 +50,10 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     return allowed
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global outside the allow-list."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that builds only plain containers and numpy arrays (what a CIFAR batch holds)."""
 
@@ -59,7 +63,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         try:
             return self.ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a CIFAR batch") from None
+            raise RefusedGlobal(f"global {module}.{name} is not allowed in a CIFAR batch") from None
 
 
 def read_batch(path: Path) -> np.ndarray:
@@ -70,8 +74,8 @@ def read_batch(path: Path) -> np.ndarray:
         raise LemmseInputError(f"{path}: cannot read ({err})") from err
     try:
         batch = RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
-    except pickle.UnpicklingError as err:
-        raise LemmseInputError(f"{path}: refused or corrupt pickle ({err})") from err
+    except RefusedGlobal as err:
+        raise LemmseInputError(f"{path}: refused pickle ({err})") from err
     except Exception as err:  # truncated or garbled pickles raise EOFError, ValueError, KeyError, ...
         raise LemmseInputError(f"{path}: corrupt or truncated pickle ({type(err).__name__}: {err})") from err
     if not isinstance(batch, dict):
@@ -136,10 +140,9 @@ def _to_float(images: np.ndarray, resolution: int) -> np.ndarray:
 
 def _build(config: dict) -> SplitImages:
     folder = batch_folder(_root(config))
-    train, available = [], 0
+    train = []
     for name in _needed_train_files(config["train_size"]):
         train.append(read_batch(folder / name))
-        available += len(train[-1])
     train = np.concatenate(train)
     check_size(f"cifar10 ({folder})", "train_size", config["train_size"], len(train))
     test = read_batch(folder / TEST_FILE)

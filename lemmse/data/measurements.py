@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from lemmse.data.prepare import SPLITS, open_data
 from lemmse.errors import LemmseInputError
@@ -180,6 +179,8 @@ def measure(path: str | os.PathLike, *, split: str | Sequence[str] | None = None
     (default: all); ``images`` must be aligned to the image chunks (see :func:`lemmse.store.write_region`).
     The block is processed one image chunk at a time. Results do not depend on how the work is split.
     """
+    import torch
+
     path = Path(path)
     store = open_dataset(path, complete=False)
     attrs = dict(store.attrs)

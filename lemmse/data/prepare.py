@@ -58,7 +58,7 @@ def get_spec(name: str) -> DatasetSpec:
 def resolve_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
     """Defaults of ``name`` overridden by ``config`` (``None`` values = not given), type-checked.
 
-    Unknown keys, non-integer or too small sizes, non-boolean flags and an OOD partner that is
+    ``ood: "none"`` removes a default OOD partner. Unknown keys, non-integer or too small sizes, non-boolean flags and an OOD partner that is
     unknown, the dataset itself or of another channel count are refused, naming key and value.
     """
     spec = get_spec(name)
@@ -79,6 +79,8 @@ def resolve_config(name: str, config: dict[str, Any]) -> dict[str, Any]:
             raise LemmseInputError(f"{name}: {key}={resolved[key]!r} must be true or false")
     if resolved.get("root") is not None:
         resolved["root"] = str(resolved["root"])
+    if resolved.get("ood") in ("none", ""):  # explicitly no partner (overrides a default one)
+        resolved["ood"] = None
     partner = resolved.get("ood")
     if partner is not None:
         if partner == name or partner not in DATASETS:

@@ -6,7 +6,6 @@ where said) and are pure numpy/PIL/torch on CPU, so a recipe gives the same byte
 from __future__ import annotations
 
 import numpy as np
-import torch
 from PIL import Image
 
 from lemmse.errors import LemmseInputError
@@ -18,6 +17,8 @@ def upsample_bilinear(images: np.ndarray, factor: int) -> np.ndarray:
     This is ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``, computed
     in float64 and returned as float32.
     """
+    import torch
+
     if factor == 1:
         return np.ascontiguousarray(images, dtype=np.float32)
     x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float64))
