@@ -1,0 +1,102 @@
+"""Inference over a measurement store: layout, values, operator checks, no half-written output."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from lemmse import store
+from lemmse.cli.main import main
+from lemmse.errors import LemmseInputError
+from lemmse.training import TrainConfig, infer_store, load_trained, train
+from lemmse.training import infer as infer_module
+
+SIGMAS = [0.1, 0.5]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _model(path, task="denoising", preinverse="identity"):
+    images = np.random.default_rng(0).random((6, 1, 8, 8), dtype=np.float32)
+    config = TrainConfig(task=task, preinverse=preinverse, arch="resnet", patch=3, model_options={"width": 8},
+                         steps=4, batch_size=2, ema_start=1, checkpoint_every=4, log_every=2)
+    train(path, config, images)
+    return path
+
+
+def _measurements(path, task="denoising", hole=None, images=5):
+    """A measurement store laid out as lemmse.data writes it (plain xarray, no completeness marker)."""
+    y = np.random.default_rng(1).normal(0.5, 0.3, (2, images, len(SIGMAS), 1, 8, 8)).astype(np.float32)
+    ds = xr.Dataset({"y": (("split", "image", "sigma", "c", "h", "w"), y)},
+                    coords={"split": ["train", "test"], "image": np.arange(images), "sigma": SIGMAS},
+                    attrs={"task": task, "hole": hole, "blur_std": None})
+    ds.to_zarr(path, zarr_format=2)
+    return path
+
+
+@pytest.mark.parametrize("task,preinverse,hole", [("denoising", "identity", None), ("inpainting", "pinv", 3)])
+def test_outputs_are_the_ema_network_on_b_y_over_the_whole_grid(tmp_path, task, preinverse, hole):
+    model = _model(tmp_path / "model", task, preinverse)
+    meas = _measurements(tmp_path / "y.zarr", task, hole)
+    out = infer_store(model, meas, tmp_path / "xhat.zarr", batch_size=2)
+    assert store.is_complete(out)
+    ds, y = xr.open_zarr(out), xr.open_zarr(meas)["y"]
+    assert ds["xhat"].dims == ("split", "image", "sigma", "c", "h", "w") and ds["xhat"].dtype == np.float32
+    assert list(ds["split"].values) == ["train", "test"] and list(ds["sigma"].values) == SIGMAS
+    assert ds.attrs["arch"] == "resnet" and ds.attrs["weights"] == "ema" and ds.attrs["step"] == 4
+    net, config, _ = load_trained(model)
+    mask = torch.ones(8, 8)
+    if task == "inpainting":
+        mask[3:6, 3:6] = 0  # centred 3×3 hole of an 8×8 grid; A⁺ = diag(mask)
+    for s in ("train", "test"):
+        for k, sigma in enumerate(SIGMAS):
+            v = torch.from_numpy(y.sel(split=s).isel(sigma=k).values) * mask
+            with torch.no_grad():
+                expected = net(v, sigma).numpy()
+            np.testing.assert_allclose(ds["xhat"].sel(split=s).isel(sigma=k).values, expected, atol=1e-6)
+
+
+def test_mismatched_task_or_operator_is_refused(tmp_path):
+    model = _model(tmp_path / "model", "inpainting", "pinv")
+    with pytest.raises(LemmseInputError, match="task 'denoising'.*'inpainting'"):
+        infer_store(model, _measurements(tmp_path / "a.zarr", "denoising"), tmp_path / "x.zarr")
+    with pytest.raises(LemmseInputError, match="hole=5 .* hole=3"):
+        infer_store(model, _measurements(tmp_path / "b.zarr", "inpainting", 5), tmp_path / "x.zarr")
+    with pytest.raises(LemmseInputError, match="does not exist"):
+        infer_store(tmp_path / "nothing", tmp_path / "b.zarr", tmp_path / "x.zarr")
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_a_run_that_dies_leaves_no_store(tmp_path, monkeypatch):
+    model, meas = _model(tmp_path / "model"), _measurements(tmp_path / "y.zarr")
+    calls = {"n": 0}
+    write = store.write_region
+
+    def dying(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("killed")
+        return write(*args, **kw)
+
+    monkeypatch.setattr(infer_module.store, "write_region", dying)
+    with pytest.raises(RuntimeError, match="killed"):
+        infer_store(model, meas, tmp_path / "xhat.zarr", batch_size=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "y.zarr"]
+
+
+def test_cli_infer(tmp_path, capsys):
+    model, meas = _model(tmp_path / "model"), _measurements(tmp_path / "y.zarr")
+    assert main(["infer", "--model", str(model), "--measurements", str(meas), "--out", str(tmp_path / "x.zarr"),
+                 "--split", "test", "--device", "cpu", "-q"]) == 0
+    assert list(xr.open_zarr(tmp_path / "x.zarr")["split"].values) == ["test"]
+    assert main(["infer", "--model", str(tmp_path / "none"), "--measurements", str(meas),
+                 "--out", str(tmp_path / "z.zarr"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lemmse: error: checkpoint") and "none" in err[0]
