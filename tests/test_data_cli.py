@@ -1,7 +1,6 @@
 """``lemmse data prepare|measure|info`` end to end through ``lemmse.cli.main.main``, on real stores."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import xarray as xr
 
