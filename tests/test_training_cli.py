@@ -91,3 +91,20 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     rows = lambda d: [{k: v for k, v in json.loads(l).items() if k != "seconds"}  # noqa: E731
                       for l in (d / STATS).read_text().splitlines()]
     assert rows(tmp_path / "full") == rows(cut)
+
+
+def test_trains_from_a_dataset_store(tmp_path):
+    import xarray as xr
+
+    from lemmse import store
+
+    rng = np.random.default_rng(0)
+    ds = xr.Dataset({"train": (("train_image", "c", "h", "w"), rng.random((6, 1, 8, 8), dtype=np.float32)),
+                     "test": (("test_image", "c", "h", "w"), rng.random((2, 1, 8, 8), dtype=np.float32))})
+    store.save_dataset(ds, tmp_path / "d.zarr")
+    out = tmp_path / "m"
+    assert main(["train", "--train-data", str(tmp_path / "d.zarr"), "--train-size", "4", "--out", str(out),
+                 "--arch", "patchmlp", "--patch", "3", "--steps", "3", "--batch-size", "2", "--device", "cpu",
+                 "-q"]) == 0
+    options = json.loads((out / "training_options.json").read_text())
+    assert options["train_size"] == 4 and options["arch"] == "patchmlp" and load_checkpoint(out)["step"] == 3
