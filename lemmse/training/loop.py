@@ -98,9 +98,11 @@ def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, config:
         weight = 1.0 - config["ema_decay"]
     else:
         weight = 0.0
-    if weight:
-        for e, p in zip(ema.parameters(), model.parameters()):
-            e.lerp_(p, weight) if weight < 1.0 else e.copy_(p)
+    for e, p in zip(ema.parameters(), model.parameters()):
+        if weight == 1.0:
+            e.copy_(p)
+        elif weight:
+            e.lerp_(p, weight)  # e ← e + (1-d)(p - e) = d·e + (1-d)·p
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
 
@@ -150,11 +152,10 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
     if ckpt_file.exists():
         if not resume:
             raise LemmseInputError(f"{ckpt_file} already exists; resume it or choose another directory")
-        state = load_checkpoint(ckpt_file, map_location=device)
+        state = load_checkpoint(ckpt_file, map_location="cpu")  # RNG states must stay CPU tensors
         diff = config_differences(state["config"], resolved)
         if diff:
             raise LemmseInputError(f"checkpoint {ckpt_file} was made with another config ({'; '.join(diff)})")
-        resolved = {**state["config"], **{k: resolved[k] for k in ("checkpoint_every", "log_every")}}
 
     set_precision()
     model = model_from_config(resolved).to(device)
