@@ -15,6 +15,11 @@ import math
 
 import torch
 
+from lemmse.estimators.accumulator import exp_floor
+
+#: Exponents below this give subnormal float64 weights (slow to compute, too small to count).
+EXP_FLOOR_64 = exp_floor(torch.float64)
+
 
 class MassCounter:
     """Stream consumer (same ``update`` signature as the accumulator) counting top-mass keys."""
@@ -50,7 +55,7 @@ class MassCounter:
         base = torch.arange(rows.start, rows.stop, device=u.device)[:, None] * (self.bins + 2)
         flat = (idx + base).view(-1)
         self.hist_count.index_add_(0, flat, torch.ones_like(u).view(-1))
-        self.hist_mass.index_add_(0, flat, u.exp_().view(-1))
+        self.hist_mass.index_add_(0, flat, u.clamp_(min=EXP_FLOOR_64).exp_().view(-1))
 
     def finish_pass(self, last: bool) -> None:
         q = self.log_z.shape[0]

@@ -2,8 +2,8 @@ r"""Circular linear maps on images ``(batch, C, H, W)``, applied identically to 
 
 Two families cover every operator and pre-inverse of the project:
 
-* :class:`CircularConvolution` — ``B v = F^{-1}( \hat b \cdot F v )`` with a spectrum
-  ``\hat b`` on the ``H×W`` grid (the identity is the all-ones spectrum);
+* :class:`CircularConvolution` — ``B v = F^{-1}( \\hat b \cdot F v )`` with a spectrum
+  ``\\hat b`` on the ``H×W`` grid (the identity is the all-ones spectrum);
 * :class:`PixelWeights` — ``B v = b \odot v`` with per-pixel weights ``b`` (a mask for inpainting).
 
 Both keep their data in registered buffers, so ``.to(device)`` moves them and nothing depends
@@ -40,7 +40,7 @@ class CircularLinearMap(torch.nn.Module):
 
 
 class CircularConvolution(CircularLinearMap):
-    r"""Circular convolution with spectrum ``\hat b`` (complex128, shape ``(H, W)``)."""
+    r"""Circular convolution with spectrum ``\\hat b`` (complex128, shape ``(H, W)``)."""
 
     kind = "convolution"
 
@@ -76,12 +76,12 @@ class CircularConvolution(CircularLinearMap):
         return self._apply_spectrum(v, self.spectrum.conj())
 
     def kept_frequencies(self) -> torch.Tensor:
-        """Boolean ``(H, W)``: frequencies where ``|\hat b|`` is not numerically zero (``Im Bᵀ``)."""
+        """Boolean ``(H, W)``: frequencies where ``|\\hat b|`` is not numerically zero (``Im Bᵀ``)."""
         mag2 = self.spectrum.abs() ** 2
         return mag2 > RANK_RTOL * mag2.max()
 
     def autocorrelation(self) -> torch.Tensor:
-        r"""Kernel of ``B Bᵀ`` on the grid: ``r = F^{-1} |\hat b|^2`` (float64, ``(H, W)``)."""
+        r"""Kernel of ``B Bᵀ`` on the grid: ``r = F^{-1} |\\hat b|^2`` (float64, ``(H, W)``)."""
         return torch.fft.ifft2(self.spectrum.abs() ** 2).real
 
 
