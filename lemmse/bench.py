@@ -1,0 +1,282 @@
+r"""``lemmse bench``: speed and exactness of the LE-MMSE fast paths on the benchmark problem.
+
+The problem (``shared/bench/README.md``): LE-MMSE of the digits test images (index 1500 on) of
+``digits16.npy``, trained on the first D ∈ {500, 1500}, P ∈ {3, 5}, for denoising (B = I),
+inpainting with a centred 7×7 hole (B = I and B = A⁺) and Gaussian deconvolution (std 1, B = I);
+and the colour tiles of ``color16.npy`` (test images 1000 on) with D = 500. A measurement is
+``y = A x + σ·test_noise[k mod 8, :C]``.
+
+For every configuration the run reports, all measured in this one run:
+
+* seconds per image, best of ``--repeats`` calls each estimating ``--images`` measurements;
+* the achieved rate of the useful distance work, ``2·Q·K·C·P²`` flops for ``Q = n·H·W`` query
+  patches against ``K = D·H·W`` training patches, in GFLOP/s (counted as if every patch were
+  fully observed: with B = A⁺ for inpainting the hidden pixels cost nothing, so that path's
+  figure exceeds the work actually done);
+* that rate as a fraction of the machine's square float32 matrix-multiply rate, measured just
+  before the configuration (so both see the same machine state);
+* the speed-up over the authors' implementation on this machine (the fastest time of the range
+  the README gives for that path: a conservative ratio);
+* the max abs difference of the float32 output from the same estimator run in float64 (the
+  float64 path itself is checked against an independent brute force by the test suite).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("lemmse.bench")
+
+#: ``../shared/bench/data`` beside the repository (the default of ``--data``).
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench" / "data"
+DIGITS_TEST_START = 1500
+COLOR_TEST_START = 1000
+HOLE = 7
+BLUR_STD = 1.0
+
+#: Seconds per image of the authors' implementation on this machine (shared/bench/README.md),
+#: as (fastest, slowest) of the range given for the path.
+AUTHORS_SECONDS = {
+    ("digits", 500, "B=I"): (0.9, 1.1),
+    ("digits", 1500, "B=I"): (2.5, 3.9),
+    ("digits", 500, "inpainting-pinv", 3): (0.44, 0.44),
+    ("digits", 500, "inpainting-pinv", 5): (0.50, 0.50),
+    ("digits", 1500, "inpainting-pinv", 3): (1.65, 1.65),
+    ("digits", 1500, "inpainting-pinv", 5): (2.08, 2.08),
+    ("color", 500, "any"): (1.1, 2.2),
+}
+
+#: (task, pre-inverse) pairs of the problem.
+PATHS = (("denoising", "identity"), ("inpainting", "identity"), ("inpainting", "pinv"),
+         ("deconvolution", "identity"))
+
+
+@dataclass(frozen=True)
+class Config:
+    """One benchmark configuration."""
+
+    dataset: str  # "digits" or "color"
+    train_size: int
+    patch: int
+    task: str
+    preinverse: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset} D={self.train_size} P={self.patch} {self.task} B={self.preinverse}"
+
+    def authors_seconds(self) -> float:
+        """Fastest per-image time of the authors' code for this path (README table)."""
+        if self.dataset == "color":
+            return AUTHORS_SECONDS[("color", self.train_size, "any")][0]
+        if self.preinverse == "identity":
+            return AUTHORS_SECONDS[("digits", self.train_size, "B=I")][0]
+        return AUTHORS_SECONDS[("digits", self.train_size, "inpainting-pinv", self.patch)][0]
+
+
+def problem_configs(quick: bool) -> list[Config]:
+    """The configurations of the benchmark problem; ``quick``: only the headline D = 1500, P = 5."""
+    if quick:
+        return [Config("digits", 1500, 5, task, pre) for task, pre in PATHS]
+    configs = [Config("digits", d, p, task, pre) for d in (1500, 500) for p in (5, 3) for task, pre in PATHS]
+    configs += [Config("color", 500, 5, task, pre) for task, pre in PATHS]
+    return configs
+
+
+@dataclass(frozen=True)
+class Row:
+    config: Config
+    images: int
+    seconds_per_image: float
+    gflops: float
+    matmul_gflops: float
+    max_error: float
+
+    @property
+    def fraction(self) -> float:
+        return self.gflops / self.matmul_gflops
+
+    @property
+    def speedup(self) -> float:
+        return self.config.authors_seconds() / self.seconds_per_image
+
+
+def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
+    """Best square float32 matrix-multiply rate of this machine now, in GFLOP/s."""
+    import torch
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    out = torch.empty(size, size)
+    torch.mm(a, b, out=out)  # warm up (thread pool, caches)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def load_problem(data_dir: Path):
+    """The benchmark arrays as torch tensors; a clear error when a file is missing."""
+    import numpy as np
+    import torch
+
+    from lemmse.errors import LemmseInputError
+
+    arrays = {}
+    for name in ("digits16", "color16", "test_noise"):
+        path = data_dir / f"{name}.npy"
+        if not path.is_file():
+            raise LemmseInputError(f"--data {data_dir}: benchmark file {path.name} not found")
+        arrays[name] = torch.from_numpy(np.load(path, allow_pickle=False))
+    return arrays
+
+
+def operator_options(task: str) -> dict:
+    """The benchmark's operator parameters for ``task`` (7×7 hole, blur std 1)."""
+    return {"inpainting": {"hole": HOLE}, "deconvolution": {"blur_std": BLUR_STD}}.get(task, {})
+
+
+def measurements(arrays, config: Config, sigma: float, images: int):
+    """Training set, and ``y = A x + σ·noise`` for the first ``images`` test images."""
+    import torch
+
+    from lemmse.operators import make_problem
+
+    data = arrays["digits16" if config.dataset == "digits" else "color16"]
+    start = DIGITS_TEST_START if config.dataset == "digits" else COLOR_TEST_START
+    train = data[: config.train_size]
+    x = data[start : start + images].to(torch.float64)
+    channels, h, w = x.shape[1:]
+    problem = make_problem(config.task, (h, w), **operator_options(config.task))
+    noise = arrays["test_noise"][torch.arange(x.shape[0]) % arrays["test_noise"].shape[0], :channels]
+    y = problem.A(x) + sigma * noise.to(torch.float64)
+    return train, y.to(torch.float32)
+
+
+def run_config(arrays, config: Config, *, sigma: float, images: int, check_images: int, repeats: int,
+               device: str) -> Row:
+    """Time one configuration and check its float32 output against float64."""
+    import torch
+
+    from lemmse.estimators import estimate
+
+    train, y = measurements(arrays, config, sigma, images)
+    kwargs = dict(task=config.task, estimator="lemmse", sigma=sigma, preinverse=config.preinverse,
+                  patch=config.patch, device=device, **operator_options(config.task))
+    rate = matmul_rate()
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = estimate(train, y, **kwargs).xhat
+        if device != "cpu":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    n = y.shape[0]
+    check = min(check_images, n)
+    ref = estimate(train, y[:check], dtype=torch.float64, **kwargs).xhat
+    error = float((out[:check].to(torch.float64).cpu() - ref.cpu()).abs().max())
+    channels, h, w = y.shape[1:]
+    flops = 2.0 * (n * h * w) * (config.train_size * h * w) * channels * config.patch**2
+    return Row(config, n, best / n, flops / best / 1e9, rate, error)
+
+
+def format_table(rows: list[Row], sigma: float) -> str:
+    """A Markdown table of the rows."""
+    head = (f"| configuration (σ = {sigma:g}) | images | s/image | GFLOP/s | of fp32 matmul | "
+            f"speed-up vs authors | max abs err vs float64 |")
+    lines = [head, "|" + "---|" * 7]
+    for r in rows:
+        lines.append(f"| {r.config.label} | {r.images} | {r.seconds_per_image:.4f} | {r.gflops:.1f} | "
+                     f"{100 * r.fraction:.1f} % (of {r.matmul_gflops:.0f}) | {r.speedup:.1f}× | {r.max_error:.1e} |")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run every configuration, print the table, optionally write it as CSV."""
+    import torch
+
+    from lemmse.errors import LemmseInputError
+    from lemmse.estimators.api import resolve_device, validate_sigma
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    validate_sigma(args.sigma, 1)
+    device = str(resolve_device(args.device))
+    arrays = load_problem(args.data)
+    configs = problem_configs(args.quick)
+    available = {"digits": arrays["digits16"].shape[0] - DIGITS_TEST_START,
+                 "color": arrays["color16"].shape[0] - COLOR_TEST_START}
+    for c in configs:
+        if args.images > available[c.dataset]:
+            raise LemmseInputError(f"--images {args.images} exceeds the {available[c.dataset]} {c.dataset} test images")
+    log.info("%d configurations, %d images each, σ = %g, %d thread(s), device %s",
+             len(configs), args.images, args.sigma, torch.get_num_threads(), device)
+    rows = []
+    for config in configs:
+        row = run_config(arrays, config, sigma=args.sigma, images=args.images, check_images=args.check_images,
+                         repeats=args.repeats, device=device)
+        log.info("%s: %.4f s/image, %.1f GFLOP/s = %.1f %% of fp32 matmul, %.1fx authors, err %.1e",
+                 config.label, row.seconds_per_image, row.gflops, 100 * row.fraction, row.speedup, row.max_error)
+        rows.append(row)
+    sys.stdout.write(format_table(rows, args.sigma) + "\n")
+    if args.csv is not None:
+        import pandas as pd
+
+        frame = pd.DataFrame([{"dataset": r.config.dataset, "train_size": r.config.train_size,
+                               "patch": r.config.patch, "task": r.config.task,
+                               "preinverse": r.config.preinverse, "sigma": args.sigma, "images": r.images,
+                               "seconds_per_image": r.seconds_per_image, "gflops": r.gflops,
+                               "matmul_gflops": r.matmul_gflops, "fraction_of_matmul": r.fraction,
+                               "authors_seconds_per_image": r.config.authors_seconds(),
+                               "speedup_vs_authors": r.speedup, "max_abs_error_vs_float64": r.max_error}
+                              for r in rows])
+        frame.to_csv(args.csv, index=False)
+        log.info("wrote %s", args.csv)
+    return 0
+
+
+DESCRIPTION = __doc__.split("\n\n", 1)[1].replace("``", "`")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark's flags (shared by ``lemmse bench`` and ``scripts/bench_estimators.py``)."""
+    from lemmse.cli.common import add_verbosity_flags, positive_int
+
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
+                   help="folder holding digits16.npy, color16.npy and test_noise.npy. "
+                        f"Default: {DEFAULT_DATA}.")
+    p.add_argument("--sigma", type=float, default=0.05,
+                   help="noise level σ of the measurements (image values in [0, 1]). Default: 0.05, "
+                        "the σ of the authors' timings.")
+    p.add_argument("--images", type=positive_int, default=64,
+                   help="measurements estimated per call (many at once; the authors' code takes one). "
+                        "Default: 64.")
+    p.add_argument("--check-images", type=positive_int, default=8,
+                   help="how many of them are recomputed in float64 for the error column. Default: 8.")
+    p.add_argument("--repeats", type=positive_int, default=2, help="timed calls per configuration; the "
+                   "best is reported. Default: 2.")
+    p.add_argument("--quick", action="store_true",
+                   help="only the headline configurations (digits, D = 1500, P = 5, four paths).")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads. Default: torch's choice (all cores).")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Default: cpu.")
+    p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
+                   help="also write the table as CSV (one row per configuration).")
+    add_verbosity_flags(p)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``bench`` on the top-level ``subparsers``."""
+    from lemmse.cli.common import HelpFormatter
+
+    p = subparsers.add_parser("bench", help="time the LE-MMSE fast paths on the benchmark problem",
+                              description=DESCRIPTION, formatter_class=HelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
