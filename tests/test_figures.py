@@ -93,3 +93,25 @@ def test_caption_files_match_registry(tmp_path):
     repo = Path(__file__).resolve().parents[1] / "workflow" / "report"
     for name, (_, caption) in FIGURES.items():
         assert (repo / f"{name}.rst").read_text().strip() == caption.strip(), f"regenerate workflow/report/{name}.rst"
+
+
+def test_cli_make_claims_and_list(world, tmp_path, capsys):
+    from lemmse.cli.main import main
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    world.metrics.to_parquet(tables / "metrics.parquet")
+    world.analytic.to_csv(tables / "analytic.csv", index=False)
+    config = tmp_path / "config.yaml"
+    config.write_text("preinverses:\n  identity: {kind: identity}\n  pinv: {kind: pinv}\n")
+    out = tmp_path / "fig5.png"
+    assert main(["figures", "make", "fig5_psnr_vs_sigma", "--tables", str(tables), "--results",
+                 str(world.stores.results), "--out", str(out), "--config", str(config)]) == 0
+    assert png_size(out)[0] >= 400
+    assert main(["figures", "claims", "--tables", str(tables), "--out-md", str(tmp_path / "c.md"), "--out-csv",
+                 str(tmp_path / "c.csv"), "--config", str(config)]) == 0
+    assert str(config) in (tmp_path / "c.md").read_text()
+    assert main(["figures", "list", "--tables", str(tables)]) == 0
+    assert "fig7_ood\tcovered" in capsys.readouterr().out
+    assert main(["figures", "make", "nope", "--tables", str(tables), "--results", ".", "--out", "x.png"]) == 2
+    assert "unknown figure" in capsys.readouterr().err
