@@ -11,6 +11,7 @@ import sys
 from lemmse import __version__
 from lemmse.cli import data as data_cmd
 from lemmse.cli import estimate as estimate_cmd
+from lemmse.cli import figures as figures_cmd
 from lemmse.cli import infer as infer_cmd
 from lemmse.cli import train as train_cmd
 from lemmse.cli.common import (EXIT_FAILURE, EXIT_USAGE, PROG, ArgumentParser, HelpFormatter,
@@ -38,6 +39,7 @@ def build_parser() -> ArgumentParser:
     infer_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
     bench.add_parser(sub)
+    figures_cmd.add_parser(sub)
     return parser
 
 
