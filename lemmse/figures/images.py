@@ -140,7 +140,7 @@ def select_fig13(inputs: FigureInputs):
 def make_fig13_gallery(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """Per problem and split: y, B y, each architecture's output, LE-MMSE, truth (one image, one σ)."""
     m, chosen = select_fig13(inputs)
-    probs = problems(m)[:3]
+    probs = problems(m)
     archs = ordered(m["arch"], ARCH_ORDER)
     sigma = pick_sigmas(m["sigma"], 3)[len(pick_sigmas(m["sigma"], 3)) // 2]
     rows = [(task, pre, split) for task, pre in probs for split in ordered(fix(m, task=task, preinverse=pre)["split"], ("train", "test"))]
