@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 MASS_FRACTION = 0.99
 MASS_BINS = 1024
-MASS_PASSES = 4
+MASS_PASSES = 2
 
 
 @dataclass

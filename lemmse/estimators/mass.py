@@ -4,10 +4,11 @@ Once the normaliser ``Z`` is known, the number of largest weights whose sum reac
 ``f`` of the mass is the rank at which the top-down cumulative mass crosses ``f``. Each pass bins
 the log-weights ``u = l - log Z`` of the still-unresolved queries into ``bins`` equal bins of the
 interval known to hold the crossing, starting from ``[u_max - log K - 40, u_max]`` (what lies
-below holds < e^{-40} of the mass). The crossing bin becomes the next interval, so four passes
-of 1024 bins shrink it to ~5e-11 in log-weight; a crossing bin holding one key resolves the
-count exactly, and after the last pass the remaining keys are ties (equal weights within
-5e-11), for which the count follows from their common weight.
+below holds < e^{-40} of the mass). The crossing bin becomes the next interval, so two passes
+of 1024 bins shrink it to ~5e-5 in log-weight; a crossing bin holding one key resolves the
+count exactly, and after the last pass the remaining keys are near-ties (weights equal within a
+relative 5e-5), for which the count follows from their mean weight — exact but where several
+keys' weights agree to 5e-5, in which case it may be off by one or two (ties).
 """
 from __future__ import annotations
 
@@ -48,14 +49,36 @@ class MassCounter:
         self.hist_mass = torch.zeros_like(self.hist_count)
 
     def update(self, rows: slice, logits: torch.Tensor, values=None, *, first_owner: int = 0, group: int = 1) -> None:
+        """Histogram one tile of logits (consumed: ``logits`` is overwritten).
+
+        Bin of ``u = l - log Z`` is ``floor((u - lo)/width) + 1`` clamped to ``[0, bins + 1]``
+        (0 and ``bins + 1``: below / above the interval), offset by the query's histogram row.
+        Computed in place in reused workspaces: this runs once per tile and pass.
+        """
         u = logits.sub_(self.log_z[rows, None])
-        lo = self.lo[rows, None]
-        width = (self.hi[rows, None] - lo) / self.bins
-        idx = ((u - lo) / width).floor_().clamp_(-1, self.bins).long() + 1
-        base = torch.arange(rows.start, rows.stop, device=u.device)[:, None] * (self.bins + 2)
-        flat = (idx + base).view(-1)
-        self.hist_count.index_add_(0, flat, torch.ones_like(u).view(-1))
+        q, k = u.shape
+        inv_width = self.bins / (self.hi[rows] - self.lo[rows])
+        position = self._buffer("position", (q, k), torch.float64, u.device)
+        torch.mul(u, inv_width[:, None], out=position)
+        position.sub_((self.lo[rows] * inv_width - 1.0)[:, None]).floor_().clamp_(0, self.bins + 1)
+        position.add_(torch.arange(rows.start, rows.stop, device=u.device, dtype=torch.float64)[:, None]
+                      * (self.bins + 2))
+        flat = self._buffer("flat", (q * k,), torch.long, u.device)
+        flat.copy_(position.view(-1))
+        ones = self._buffer("ones", (q * k,), torch.float64, u.device, fill=1.0)
+        self.hist_count.index_add_(0, flat, ones)
         self.hist_mass.index_add_(0, flat, u.clamp_(min=EXP_FLOOR_64).exp_().view(-1))
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device, fill: float | None = None):
+        """A reused workspace of at least ``shape`` (a view of it), allocated once per size."""
+        size = math.prod(shape)
+        held = getattr(self, f"_ws_{name}", None)
+        if held is None or held.numel() < size or held.device != torch.device(device):
+            held = torch.empty(size, dtype=dtype, device=device)
+            if fill is not None:
+                held.fill_(fill)
+            setattr(self, f"_ws_{name}", held)
+        return held[:size].view(shape)
 
     def finish_pass(self, last: bool) -> None:
         q = self.log_z.shape[0]
