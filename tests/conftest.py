@@ -12,6 +12,9 @@ import pytest
 import torch
 from hypothesis import settings
 
+#: The SLURM cluster fixture (tests/fixtures_slurm.py).
+pytest_plugins = ["fixtures_slurm"]
+
 # Estimators take seconds on the first call (FFT plans, thread pools): no per-example deadline.
 settings.register_profile("lemmse", deadline=None)
 settings.load_profile("lemmse")
