@@ -1,0 +1,450 @@
+r"""The workflow's configuration as data: validate it, then expand it into the jobs it asks for.
+
+:func:`load_config` checks a config (a YAML file or a dict) against the JSON schema
+``workflow/schemas/config.schema.yaml`` — every key described, defaulted, unknown keys refused
+— and then the semantics a schema cannot express (odd patch sizes that fit the images, pre-inverses
+that fit their task, training sizes the data sets have, dataset files that exist), raising
+:class:`~lemmse.errors.LemmseInputError` with the offending key path before any job is built.
+
+:func:`make_plan` expands the studies into frozen records — :class:`NetworkRun` (one trained
+network), :class:`NetworkEval` (its outputs on one data set's measurements), :class:`AnalyticRun`
+(one estimator store) and :class:`Comparison` (a network evaluation paired with an estimator
+store, one block of rows of the ``metrics`` table) — each knowing its paths. Snakemake rules,
+scripts and the gather stage all read the same records, so a path is spelled in one place.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from lemmse.errors import LemmseInputError
+
+#: The schema every config is checked against.
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+#: Pre-inverse kinds each task admits (B = I always; Aᵀ, A⁺ where A is not I; Tikhonov for blur).
+KINDS_BY_TASK = {
+    "denoising": ("identity",),
+    "inpainting": ("identity", "adjoint", "pinv"),
+    "deconvolution": ("identity", "adjoint", "pinv", "tikhonov"),
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# validation
+# ------------------------------------------------------------------------------------------------
+
+def _validator_filling_defaults(schema: dict):
+    """A jsonschema validator that also writes each property's ``default`` into the instance."""
+    import jsonschema
+
+    base = jsonschema.validators.validator_for(schema)
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema_):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from validate_properties(validator, properties, instance, schema_)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
+
+
+def _key_path(error) -> str:
+    parts = [str(p) for p in error.absolute_path]
+    return ".".join(parts) if parts else "(top level)"
+
+
+def validate_schema(config: dict, schema_path: Path = SCHEMA_PATH) -> dict:
+    """``config`` with defaults filled in; the first schema violation raises, naming its key."""
+    schema = yaml.safe_load(schema_path.read_text())
+    config = copy.deepcopy(config)
+    validator = _validator_filling_defaults(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        raise LemmseInputError(f"config key {_key_path(first)}: {first.message}")
+    # a second pass: defaults inside objects created by the first pass
+    errors = list(validator.iter_errors(config))
+    if errors:
+        raise LemmseInputError(f"config key {_key_path(errors[0])}: {errors[0].message}")
+    return config
+
+
+def load_config(source: str | Path | Mapping[str, Any], schema_path: Path = SCHEMA_PATH) -> dict:
+    """Read (if a path), schema-check, default and semantically check a workflow config."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise LemmseInputError(f"config file {path} not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise LemmseInputError(f"config file {path} is not valid YAML: {err}") from err
+    else:
+        raw = dict(source)
+    config = validate_schema(raw, schema_path)
+    check_semantics(config)
+    return config
+
+
+def _dataset_info(config: dict) -> dict[str, dict]:
+    """Resolved options, channel count and resolution of every configured data set."""
+    from lemmse.data import get_spec, resolve_config
+
+    info = {}
+    for name, entry in config["datasets"].items():
+        source, options = dataset_source(config, name)
+        try:
+            resolved = resolve_config(source, options)
+            spec = get_spec(source)
+            if not resolved.get("download"):
+                spec.check(resolved)  # sizes, resolution, files present (no download here)
+        except LemmseInputError as err:
+            raise LemmseInputError(f"config key datasets.{name}: {err}") from err
+        info[name] = {"options": resolved, "channels": spec.channels(resolved),
+                      "resolution": int(resolved["resolution"]), "train_size": int(resolved["train_size"]),
+                      "test_size": int(resolved["test_size"])}
+    return info
+
+
+def dataset_source(config: dict, name: str) -> tuple[str, dict]:
+    """The registered data set behind a config entry and its options.
+
+    An entry's ``source`` key names the registered data set when the entry is an alias (e.g.
+    ``ffhq64: {source: ffhq, resolution: 64}``); by default the entry name is the data set.
+    """
+    options = dict(config["datasets"][name])
+    return str(options.pop("source", name)), options
+
+
+def _check_problem(config: dict, where: str, problem: Mapping[str, str]) -> None:
+    label = problem["preinverse"]
+    if label not in config["preinverses"]:
+        raise LemmseInputError(f"config key {where}.preinverse: unknown label {label!r}; "
+                               f"define it under preinverses (known: {', '.join(config['preinverses'])})")
+    kind = config["preinverses"][label]["kind"]
+    if kind not in KINDS_BY_TASK[problem["task"]]:
+        raise LemmseInputError(f"config key {where}: pre-inverse {label!r} ({kind}) does not fit task "
+                               f"{problem['task']!r} (allowed: {', '.join(KINDS_BY_TASK[problem['task']])})")
+
+
+def _check_patch(where: str, patch: int, resolution: int) -> None:
+    if patch % 2 == 0:
+        raise LemmseInputError(f"config key {where}: patch size {patch} must be odd")
+    if patch > resolution:
+        raise LemmseInputError(f"config key {where}: patch size {patch} exceeds the {resolution}×{resolution} images")
+
+
+def check_semantics(config: dict) -> None:
+    """Everything the schema cannot say, each failure naming its key; no file is written."""
+    info = _dataset_info(config)
+    meas = config["measurements"]
+    if len(set(meas["sigmas"])) != len(meas["sigmas"]):
+        raise LemmseInputError(f"config key measurements.sigmas: repeated values in {meas['sigmas']}")
+    for name, d in info.items():
+        if meas["n_eval"] > min(d["train_size"], d["test_size"]):
+            raise LemmseInputError(f"config key measurements.n_eval: {meas['n_eval']} exceeds the "
+                                   f"{min(d['train_size'], d['test_size'])} images of a split of {name!r}")
+    for label, pre in config["preinverses"].items():
+        if (pre["kind"] == "tikhonov") != ("lam" in pre):
+            raise LemmseInputError(f"config key preinverses.{label}.lam: required for kind tikhonov "
+                                   "and only there")
+    for label, est in config["estimators"].items():
+        smoothed = est["kind"] == "smoothed"
+        for key in ("smoothing", "samples"):
+            if smoothed != (key in est):
+                raise LemmseInputError(f"config key estimators.{label}.{key}: required for kind smoothed and only there")
+    train = config["training"]
+    if train["sigma_min"] > train["sigma_max"]:
+        raise LemmseInputError(f"config key training.sigma_min: {train['sigma_min']} > training.sigma_max "
+                               f"{train['sigma_max']}")
+    for name, study in config["studies"].items():
+        where = f"studies.{name}"
+        _check_study(config, info, where, study)
+    mem = config["memorisation"]
+    for i, problem in enumerate(mem["problems"]):
+        _check_problem(config, f"memorisation.problems.{i}", problem)
+    for ds in mem["datasets"]:
+        _require_dataset(info, "memorisation.datasets", ds)
+        _check_patch("memorisation.patch", mem["patch"], info[ds]["resolution"])
+        _check_train_size(info, "memorisation.train_size", ds, mem["train_size"])
+    var = config["variance"]
+    if var["dataset"] is not None:
+        _require_dataset(info, "variance.dataset", var["dataset"])
+        _check_patch("variance.patch", var["patch"], info[var["dataset"]]["resolution"])
+        _check_train_size(info, "variance.train_size", var["dataset"], var["train_size"])
+        if var["images"] > info[var["dataset"]]["test_size"]:
+            raise LemmseInputError(f"config key variance.images: {var['images']} exceeds the test split")
+
+
+def _require_dataset(info: dict, where: str, name: str) -> None:
+    if name not in info:
+        raise LemmseInputError(f"config key {where}: data set {name!r} is not configured under datasets "
+                               f"(configured: {', '.join(info)})")
+
+
+def _check_train_size(info: dict, where: str, dataset: str, size: int) -> None:
+    if size > info[dataset]["train_size"]:
+        raise LemmseInputError(f"config key {where}: {size} training images requested but {dataset!r} "
+                               f"has {info[dataset]['train_size']}")
+
+
+def _check_study(config: dict, info: dict, where: str, study: dict) -> None:
+    for ds in study["datasets"]:
+        _require_dataset(info, f"{where}.datasets", ds)
+        for ev in study["eval_datasets"]:
+            _require_dataset(info, f"{where}.eval_datasets", ev)
+            same = (info[ev]["channels"], info[ev]["resolution"]) == (info[ds]["channels"], info[ds]["resolution"])
+            if not same:
+                raise LemmseInputError(f"config key {where}.eval_datasets: {ev!r} images are not shaped like "
+                                       f"{ds!r} images (channels and resolution must match)")
+        for p in study["patches"]:
+            _check_patch(f"{where}.patches", p, info[ds]["resolution"])
+        for n in study["train_sizes"]:
+            _check_train_size(info, f"{where}.train_sizes", ds, n)
+    for i, problem in enumerate(study["problems"]):
+        _check_problem(config, f"{where}.problems.{i}", problem)
+    for label in study["estimators"]:
+        if label not in config["estimators"]:
+            raise LemmseInputError(f"config key {where}.estimators: unknown label {label!r} "
+                                   f"(known: {', '.join(config['estimators'])})")
+        if config["estimators"][label]["kind"] not in ("lemmse", "smoothed"):
+            raise LemmseInputError(f"config key {where}.estimators: {label!r} is not an LE-MMSE kind; "
+                                   "networks are compared with lemmse or smoothed estimators")
+
+
+# ------------------------------------------------------------------------------------------------
+# the plan
+# ------------------------------------------------------------------------------------------------
+
+def sigma_spec(training: Mapping[str, Any]) -> str:
+    """``0.05`` for a fixed training σ, ``0-1`` for a range (as lemmse.training names it)."""
+    lo, hi = training["sigma_min"], training["sigma_max"]
+    return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+
+
+@dataclass(frozen=True)
+class NetworkRun:
+    """One trained network."""
+
+    dataset: str
+    task: str
+    preinverse: str
+    arch: str
+    patch: int
+    train_size: int
+    spec: str
+
+    def directory(self, results: Path) -> Path:
+        return (Path(results) / "models" / self.dataset / self.task / self.preinverse / self.arch
+                / f"P{self.patch}" / f"N{self.train_size}" / f"sigma{self.spec}")
+
+
+@dataclass(frozen=True)
+class NetworkEval:
+    """A network's outputs on the measurements of ``eval_dataset``."""
+
+    run: NetworkRun
+    eval_dataset: str
+
+    def store(self, results: Path) -> Path:
+        r = self.run
+        return (Path(results) / "networks" / r.dataset / r.task / r.preinverse / r.arch / f"P{r.patch}"
+                / f"N{r.train_size}" / f"sigma{r.spec}" / f"{self.eval_dataset}.zarr")
+
+
+@dataclass(frozen=True)
+class AnalyticRun:
+    """One analytic estimator store (all splits, images and σ of the measurement grid)."""
+
+    dataset: str
+    eval_dataset: str
+    task: str
+    preinverse: str
+    estimator: str
+    patch: int  # 0 for estimators without a patch (mmse, emmse)
+    train_size: int
+
+    def stem(self, results: Path) -> Path:
+        return (Path(results) / "analytic" / self.dataset / self.task / self.preinverse / self.estimator
+                / f"P{self.patch}" / f"N{self.train_size}" / self.eval_dataset)
+
+    def store(self, results: Path) -> Path:
+        return self.stem(results).with_suffix(".zarr")
+
+    def complete_marker(self, results: Path) -> Path:
+        return self.stem(results).with_suffix(".complete")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A network evaluation and the estimator store it is compared with (same y)."""
+
+    evaluation: NetworkEval
+    analytic: AnalyticRun
+
+
+@dataclass
+class Plan:
+    """Every job a config asks for, deduplicated, in a stable order."""
+
+    config: dict
+    results: Path
+    datasets: dict[str, dict]
+    measurement_stores: list[tuple[str, str]] = field(default_factory=list)  # (dataset, task)
+    networks: list[NetworkRun] = field(default_factory=list)
+    evaluations: list[NetworkEval] = field(default_factory=list)
+    analytics: list[AnalyticRun] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
+    studies: dict[str, list[Comparison]] = field(default_factory=dict)
+    memorisation: list[AnalyticRun] = field(default_factory=list)
+
+    def data_store(self, dataset: str) -> Path:
+        return self.results / "data" / f"{dataset}.zarr"
+
+    def measurement_store(self, dataset: str, task: str) -> Path:
+        return self.results / "measurements" / dataset / f"{task}.zarr"
+
+    def sigmas(self) -> list[float]:
+        return list(self.config["measurements"]["sigmas"])
+
+    def analytic_from_wildcards(self, wildcards) -> AnalyticRun:
+        """The :class:`AnalyticRun` named by a job's wildcards (refused if the plan has none)."""
+        run = AnalyticRun(wildcards.dataset, wildcards.eval_dataset, wildcards.task, wildcards.preinverse,
+                          wildcards.estimator, int(wildcards.patch), int(wildcards.train_size))
+        if run not in self.analytics:
+            raise LemmseInputError(f"the config asks for no analytic store {run}")
+        return run
+
+    def kind(self, run: AnalyticRun) -> str:
+        """The estimator kind (mmse, emmse, lemmse, smoothed) of ``run``'s label."""
+        return self.config["estimators"].get(run.estimator, {"kind": run.estimator})["kind"]
+
+    def is_lemmse(self, run: AnalyticRun) -> bool:
+        """Plain LE-MMSE stores carry the diagnostics."""
+        return self.kind(run) == "lemmse"
+
+    def variance_tasks(self) -> list[str]:
+        """Tasks of the fig4 variance stage (empty when it is not configured)."""
+        v = self.config["variance"]
+        return list(v["tasks"]) if v["dataset"] is not None else []
+
+    def shards(self, run: AnalyticRun) -> list[tuple[int, int]]:
+        """(first image, first σ index) of every shard of ``run``'s store."""
+        a, m = self.config["analytic"], self.config["measurements"]
+        return [(i, s) for i in range(0, m["n_eval"], a["images_per_shard"])
+                for s in range(0, len(m["sigmas"]), a["sigmas_per_shard"])]
+
+
+def _unique(items: Iterable) -> list:
+    return list(dict.fromkeys(items))
+
+
+def make_plan(config: dict) -> Plan:
+    """Expand a validated config (see :func:`load_config`) into its jobs."""
+    results = Path(config["results"])
+    plan = Plan(config=config, results=results, datasets=_dataset_info(config))
+    spec = sigma_spec(config["training"])
+    for name, study in config["studies"].items():
+        comparisons = []
+        for ds in study["datasets"]:
+            evals = study["eval_datasets"] or [ds]
+            for problem in study["problems"]:
+                for patch in study["patches"]:
+                    for n in study["train_sizes"]:
+                        for ev in evals:
+                            for label in study["estimators"]:
+                                analytic = AnalyticRun(ds, ev, problem["task"], problem["preinverse"], label, patch, n)
+                                plan.analytics.append(analytic)
+                                for arch in study["archs"]:
+                                    run = NetworkRun(ds, problem["task"], problem["preinverse"], arch, patch, n, spec)
+                                    evaluation = NetworkEval(run, ev)
+                                    plan.networks.append(run)
+                                    plan.evaluations.append(evaluation)
+                                    comparisons.append(Comparison(evaluation, analytic))
+        plan.studies[name] = _unique(comparisons)
+        plan.comparisons.extend(comparisons)
+    mem = config["memorisation"]
+    for ds in mem["datasets"]:
+        for problem in mem["problems"]:
+            for label, kind in (("mmse", "mmse"), ("emmse", "emmse"), ("lemmse", "lemmse")):
+                patch = mem["patch"] if kind == "lemmse" else 0
+                plan.memorisation.append(AnalyticRun(ds, ds, problem["task"], problem["preinverse"], label, patch,
+                                                     mem["train_size"]))
+    plan.analytics.extend(plan.memorisation)
+    plan.networks = _unique(plan.networks)
+    plan.evaluations = _unique(plan.evaluations)
+    plan.analytics = _unique(plan.analytics)
+    plan.comparisons = _unique(plan.comparisons)
+    plan.memorisation = _unique(plan.memorisation)
+    plan.measurement_stores = _unique([(e.eval_dataset, e.run.task) for e in plan.evaluations]
+                                      + [(a.eval_dataset, a.task) for a in plan.analytics])
+    return plan
+
+
+def estimate_options(config: dict, run: AnalyticRun) -> dict[str, Any]:
+    """Every keyword of :func:`lemmse.estimators.estimate` for ``run`` but the data and σ."""
+    options = {"task": run.task, **preinverse_options(config, run.preinverse), **task_options(config, run.task),
+               **estimator_options(config, run.estimator)}
+    if options["estimator"] in ("lemmse", "smoothed"):
+        options["patch"] = run.patch
+    return options
+
+
+def analytic_attrs(plan: "Plan", run: AnalyticRun) -> dict[str, Any]:
+    """Provenance of an estimator store: what was computed, from which data."""
+    return {"dataset": run.dataset, "eval_dataset": run.eval_dataset, "task": run.task,
+            "preinverse": run.preinverse, "estimator": run.estimator, "patch": run.patch,
+            "train_size": run.train_size, "options": estimate_options(plan.config, run),
+            "data_store": str(plan.data_store(run.dataset)), "train_images": f"first {run.train_size} of train"}
+
+
+def training_config(config: dict, task: str, preinverse: str, arch: str, patch: int):
+    """The :class:`lemmse.training.config.TrainConfig` of one network of the sweep."""
+    from lemmse.training.config import TrainConfig
+
+    t = config["training"]
+    pre = preinverse_options(config, preinverse)
+    return TrainConfig(task=task, preinverse=pre["preinverse"], lam=pre["lam"], **task_options(config, task),
+                       arch=arch, patch=patch, preset=t["preset"], model_options=dict(t["model_options"].get(arch, {})),
+                       sigma_min=t["sigma_min"], sigma_max=t["sigma_max"], steps=t["steps"], batch_size=t["batch_size"],
+                       lr=t["lr"], lr_min=t["lr_min"], grad_clip=t["grad_clip"], ema_decay=t["ema_decay"],
+                       ema_start=t["ema_start"], checkpoint_every=t["checkpoint_every"], seed=config["seed"])
+
+
+def estimator_options(config: dict, label: str) -> dict[str, Any]:
+    """Keyword arguments of :func:`lemmse.estimators.estimate` for an estimator label."""
+    est = config["estimators"].get(label)
+    if est is None:
+        builtin = {"mmse", "emmse", "lemmse"}
+        if label not in builtin:
+            raise LemmseInputError(f"unknown estimator label {label!r}")
+        return {"estimator": label}
+    options = {"estimator": est["kind"]}
+    if est["kind"] == "smoothed":
+        options.update(smoothing=float(est["smoothing"]), samples=int(est["samples"]), seed=int(config["seed"]))
+    return options
+
+
+def preinverse_options(config: dict, label: str) -> dict[str, Any]:
+    """``preinverse`` and ``lam`` for a pre-inverse label."""
+    pre = config["preinverses"][label]
+    return {"preinverse": pre["kind"], "lam": pre.get("lam")}
+
+
+def task_options(config: dict, task: str) -> dict[str, Any]:
+    """Operator parameters (``hole``, ``blur_std``) of ``task``."""
+    return {k: v for k, v in config["tasks"][task].items() if v is not None}
+
+
+def smoothing_of(config: dict, label: str) -> float:
+    est = config["estimators"].get(label, {"kind": label})
+    return float(est.get("smoothing", 0.0)) if est["kind"] == "smoothed" else 0.0
+
+

@@ -1,0 +1,123 @@
+"""The workflow config: schema (descriptions, defaults, unknown keys) and semantic checks.
+
+Every bad config fails in :func:`lemmse.sweep.load_config` with the offending key named, before
+any job exists; the shipped configs validate (the paper's one up to its missing data files).
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lemmse.errors import LemmseInputError
+from lemmse.sweep import SCHEMA_PATH, load_config, make_plan
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "config" / "test_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny() -> dict:
+    return yaml.safe_load(TINY.read_text())
+
+
+def _walk(schema: dict, where: str = ""):
+    """Every property schema (with its key path) of the config schema."""
+    for name, sub in schema.get("properties", {}).items():
+        yield f"{where}{name}", sub
+        yield from _walk(sub, f"{where}{name}.")
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        yield from _walk(extra, f"{where}*.")
+
+
+def test_every_schema_key_has_a_description_and_objects_refuse_unknown_keys():
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    assert schema["additionalProperties"] is False
+    for key, sub in _walk(schema):
+        if "$ref" in sub:
+            continue
+        assert sub.get("description"), f"schema key {key} has no description"
+        if sub.get("type") == "object" and "properties" in sub:
+            assert sub.get("additionalProperties") is False, f"schema object {key} accepts unknown keys"
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "test_tiny.yaml"])
+def test_shipped_configs_validate_and_plan(name):
+    config = load_config(REPO / "config" / name)
+    plan = make_plan(config)
+    assert plan.networks and plan.analytics and plan.comparisons
+    assert set(plan.studies) == set(config["studies"])
+    # defaults were filled in
+    assert config["analytic"]["max_memory_mb"] > 0 and "checkpoint_every" in config["training"]
+
+
+def test_default_config_has_every_ablation_of_the_issue():
+    config = load_config(REPO / "config" / "config.yaml")
+    assert {"noise", "patch_size", "dataset_size", "preinverse", "ood", "smoothing"} <= set(config["studies"])
+    kinds = {config["preinverses"][p["preinverse"]]["kind"] for p in config["studies"]["preinverse"]["problems"]}
+    assert "tikhonov" in kinds
+
+
+def test_paper_config_only_lacks_its_data_files():
+    """paper.yaml is schema-valid; the first semantic error is the missing FFHQ/CIFAR/FashionMNIST folder."""
+    with pytest.raises(LemmseInputError, match=r"config key datasets\.(ffhq|cifar10|fashion_mnist)"):
+        load_config(REPO / "config" / "paper.yaml")
+
+
+def _broken(tiny: dict, edit) -> dict:
+    config = copy.deepcopy(tiny)
+    edit(config)
+    return config
+
+
+BAD = {
+    "unknown top-level key": (lambda c: c.update(sigma=0.1), "(top level)"),
+    "unknown nested key": (lambda c: c["training"].update(stepz=3), "training"),
+    "misspelled architecture": (lambda c: c["studies"]["noise"].update(archs=["unett"]), "studies.noise.archs.0"),
+    "sigma zero": (lambda c: c["measurements"].update(sigmas=[0.0, 0.1]), "measurements.sigmas.0"),
+    "sigma negative": (lambda c: c["measurements"].update(sigmas=[0.1, -1.0]), "measurements.sigmas.1"),
+    "even patch": (lambda c: c["studies"]["patch_size"].update(patches=[3, 4]), "studies.patch_size.patches"),
+    "patch larger than image": (lambda c: c["studies"]["patch_size"].update(patches=[17]), "studies.patch_size.patches"),
+    "missing dataset path": (lambda c: c["datasets"].update(fashion_mnist={"root": "/nonexistent/fmnist"}),
+                             "datasets.fashion_mnist"),
+    "unknown dataset": (lambda c: c["datasets"].update(mnist={}), "datasets.mnist"),
+    "study on unconfigured dataset": (lambda c: c["studies"]["noise"].update(datasets=["photos"]),
+                                      "studies.noise.datasets"),
+    "pre-inverse label undefined": (lambda c: c["studies"]["noise"]["problems"].append(
+        {"task": "inpainting", "preinverse": "tik"}), "studies.noise.problems.2.preinverse"),
+    "pre-inverse not fitting task": (lambda c: c["studies"]["noise"]["problems"].append(
+        {"task": "denoising", "preinverse": "pinv"}), "studies.noise.problems.2"),
+    "tikhonov without lam": (lambda c: c["preinverses"].update(tik={"kind": "tikhonov"}), "preinverses.tik.lam"),
+    "smoothed without smoothing": (lambda c: c["estimators"].update(s2={"kind": "smoothed"}),
+                                   "estimators.s2.smoothing"),
+    "train size above the split": (lambda c: c["studies"]["noise"].update(train_sizes=[61]),
+                                   "studies.noise.train_sizes"),
+    "sigma range reversed": (lambda c: c["training"].update(sigma_min=0.5, sigma_max=0.2), "training.sigma_min"),
+    "n_eval above the split": (lambda c: c["measurements"].update(n_eval=9), "measurements.n_eval"),
+    "eval set of another shape": (lambda c: c["datasets"].update(faces={"resolution": 12}), "studies.ood.eval_datasets"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_config_fails_naming_the_key(tiny, case):
+    edit, key = BAD[case]
+    with pytest.raises(LemmseInputError) as err:
+        load_config(_broken(tiny, edit))
+    assert key in str(err.value), f"{case}: message does not name {key}: {err.value}"
+
+
+def test_plan_records_are_deduplicated_and_paths_are_structured(tiny):
+    plan = make_plan(load_config(tiny))
+    assert len(set(plan.networks)) == len(plan.networks)
+    run = next(r for r in plan.networks if r.arch == "resnet" and r.task == "denoising")
+    assert run.directory("results").as_posix() == "results/models/digits/denoising/identity/resnet/P3/N40/sigma0-1"
+    ood = [c for c in plan.studies["ood"]]
+    assert {c.evaluation.eval_dataset for c in ood} == {"faces"}
+    store = ood[0].analytic.store("results").as_posix()
+    assert store == "results/analytic/digits/denoising/identity/lemmse/P3/N40/faces.zarr"
+    # shards tile the (image, sigma) grid of every store
+    for a in plan.analytics:
+        assert plan.shards(a) == [(0, 0), (0, 1)]
