@@ -13,6 +13,7 @@ from lemmse.cli import data as data_cmd
 from lemmse.cli import estimate as estimate_cmd
 from lemmse.cli import figures as figures_cmd
 from lemmse.cli import infer as infer_cmd
+from lemmse.cli import results as results_cmd
 from lemmse.cli import train as train_cmd
 from lemmse.cli.common import (EXIT_FAILURE, EXIT_USAGE, PROG, ArgumentParser, HelpFormatter,
                                configure_logging, report_error)
@@ -38,6 +39,7 @@ def build_parser() -> ArgumentParser:
     train_cmd.add_parser(sub)
     infer_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
+    results_cmd.add_parser(sub)
     bench.add_parser(sub)
     figures_cmd.add_parser(sub)
     return parser

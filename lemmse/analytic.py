@@ -1,0 +1,113 @@
+r"""The analytic stage: estimator stores filled shard by shard.
+
+Layout of ``results/analytic/{dataset}/{task}/{preinverse}/{estimator}/P{patch}/N{train_size}/{eval}.zarr``:
+
+* ``xhat (split, image, sigma, c, h, w)`` float32 — the estimate of every measurement ``y`` of
+  the measurement store ``results/measurements/{eval}/{task}.zarr`` (same coordinates);
+* for the LE-MMSE also ``patch_log_density (split, image, sigma, h, w)`` float64 (log p of the
+  measured patch at each pixel, Gaussian constants included), ``image_log_density (split, image,
+  sigma)`` float64, ``mass99`` and ``source`` ``(split, image, sigma, h, w)`` float32 (integer
+  counts / training-image index, −1 where no image owns half of the weight).
+
+:func:`create_store` writes the empty template (NaN = not computed) with chunks of
+``images_per_shard`` images × ``sigmas_per_shard`` noise levels × one split, so that each shard
+(:func:`compute_shard`: one image block × σ block, both splits) owns whole chunks and shards run
+in parallel without two writers on one chunk. A shard killed mid-write leaves its chunks partly
+written and its marker absent; rerunning it rewrites every chunk it owns, so the store ends
+identical to an uninterrupted run. :func:`finalize_store` refuses while a value is missing, then
+marks the store complete.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from lemmse import store as zstore
+from lemmse.errors import LemmseInputError
+
+log = logging.getLogger(__name__)
+
+DIAGNOSTICS = ("patch_log_density", "image_log_density", "mass99", "source")
+
+
+def create_store(path: str | os.PathLike, measurements: str | os.PathLike, *, images_per_shard: int,
+                 sigmas_per_shard: int, diagnostics: bool, attrs: Mapping[str, Any]) -> None:
+    """The empty estimator store at ``path`` on the grid of the ``measurements`` store."""
+    meas = zstore.open_dataset(measurements)
+    split, image, sigma = (meas[d].values for d in ("split", "image", "sigma"))
+    c, h, w = (meas.sizes[d] for d in ("c", "h", "w"))
+    ci, cs = min(images_per_shard, len(image)), min(sigmas_per_shard, len(sigma))
+    variables = {"xhat": zstore.VariableSpec(("split", "image", "sigma", "c", "h", "w"), (1, ci, cs, c, h, w))}
+    if diagnostics:
+        variables.update({
+            "patch_log_density": zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w), "float64"),
+            "image_log_density": zstore.VariableSpec(("split", "image", "sigma"), (1, ci, cs), "float64"),
+            "mass99": zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w)),
+            "source": zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w)),
+        })
+    zstore.create_template(path, variables=variables,
+                           coords={"split": split, "image": image, "sigma": sigma},
+                           sizes={"c": c, "h": h, "w": w},
+                           attrs={**attrs, "measurements": str(measurements),
+                                  "images_per_shard": ci, "sigmas_per_shard": cs}, overwrite=True)
+
+
+def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, train: np.ndarray,
+                  first_image: int, first_sigma: int, estimate_options: Mapping[str, Any],
+                  device: str = "cpu", max_memory: int = 2**31, progress: bool = False) -> None:
+    """Estimate one image block × σ block (every split) and write it into ``path``."""
+    import torch
+
+    from lemmse.estimators import estimate
+
+    store = zstore.open_dataset(path, complete=False)
+    meas = zstore.open_dataset(measurements)
+    ci, cs = int(store.attrs["images_per_shard"]), int(store.attrs["sigmas_per_shard"])
+    n_img, n_sig = store.sizes["image"], store.sizes["sigma"]
+    if first_image % ci or first_sigma % cs or not (0 <= first_image < n_img) or not (0 <= first_sigma < n_sig):
+        raise LemmseInputError(f"{path}: shard (image {first_image}, sigma index {first_sigma}) is not "
+                               f"a shard of this store ({ci} images × {cs} σ per shard, {n_img} × {n_sig})")
+    images = slice(first_image, min(first_image + ci, n_img))
+    sigmas = slice(first_sigma, min(first_sigma + cs, n_sig))
+    diagnostics = "patch_log_density" in store.data_vars
+    train_t = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32))
+    for s, split in enumerate(store["split"].values):
+        y = meas["y"].sel(split=split).isel(image=images, sigma=sigmas).values  # (i, s, c, h, w)
+        n_i, n_s = y.shape[:2]
+        sig = np.broadcast_to(meas["sigma"].values[sigmas][None, :], (n_i, n_s)).reshape(-1)
+        flat = torch.from_numpy(np.ascontiguousarray(y.reshape(n_i * n_s, *y.shape[2:]), dtype=np.float32))
+        result = estimate(train_t, flat, sigma=torch.from_numpy(sig.astype(np.float64)), diagnostics=diagnostics,
+                          device=device, max_memory=max_memory, progress=progress, **estimate_options)
+        block = {"xhat": result.xhat.cpu().numpy().reshape(y.shape)[None]}
+        for key in DIAGNOSTICS if diagnostics else ():
+            value = result.diagnostics[key].cpu().numpy()
+            block[key] = value.reshape(n_i, n_s, *value.shape[1:])[None].astype(store[key].dtype)
+        zstore.write_region(path, block, {"split": slice(s, s + 1), "image": images, "sigma": sigmas})
+        log.info("%s: split %s, images %d-%d, σ %s written", path, split, images.start, images.stop - 1,
+                 ", ".join(f"{v:g}" for v in meas["sigma"].values[sigmas]))
+
+
+def finalize_store(path: str | os.PathLike) -> None:
+    """Mark ``path`` complete after checking every estimate was written (no NaN left)."""
+    ds = zstore.open_dataset(path, complete=False)
+    missing = int(np.isnan(ds["xhat"].values).any(axis=(3, 4, 5)).sum())
+    if missing:
+        raise LemmseInputError(f"{path}: {missing} (split, image, σ) estimates are still missing; "
+                               "run every shard before finalizing")
+    zstore.mark_complete(path)
+
+
+def nearest_train_distance(images: np.ndarray, train: np.ndarray, block: int = 4096) -> np.ndarray:
+    """RMS distance of each image to its nearest training image, ``(n,)`` float64 (exact differences)."""
+    a = images.reshape(images.shape[0], -1).astype(np.float64)
+    best = np.full(a.shape[0], np.inf)
+    for start in range(0, train.shape[0], block):
+        t = train[start : start + block].reshape(-1, a.shape[1]).astype(np.float64)
+        for i in range(a.shape[0]):
+            d = ((t - a[i]) ** 2).mean(axis=1).min()
+            best[i] = min(best[i], d)
+    return np.sqrt(best)
+

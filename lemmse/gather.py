@@ -1,0 +1,238 @@
+r"""The gather stage: every store of a plan reduced to the tidy tables of :mod:`lemmse.tables`.
+
+:func:`metrics_table` pairs each network evaluation with its estimator store (same measurements
+``y``) and computes, per (split, image, σ), PSNR(net, x), PSNR(estimate, x), PSNR(net, estimate),
+PSNR(B y, estimate) and the LE-MMSE diagnostics −log p(y), mean −log p of the patches and mean
+99 %-mass count. :func:`analytic_table` describes every estimator store on its own.
+:func:`write_tables` writes both as Parquet and CSV and the metrics as the labelled cube
+``metrics.zarr`` (dims = the key columns), each atomically.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lemmse import store as zstore
+from lemmse.sweep import (AnalyticRun, Comparison, Plan, preinverse_options, smoothing_of, task_options)
+from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, METRICS_KEYS, METRICS_VALUES
+
+log = logging.getLogger(__name__)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``10 log10(1 / mean((a - b)²))`` over the last three axes (peak 1: images in [0, 1])."""
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(-3, -2, -1))
+    with np.errstate(divide="ignore"):
+        return 10.0 * np.log10(1.0 / mse)
+
+
+def _grid(store) -> tuple[list[str], np.ndarray, np.ndarray]:
+    return [str(s) for s in store["split"].values], store["image"].values, store["sigma"].values
+
+
+def _clean(plan: Plan, dataset: str, task: str) -> dict[str, np.ndarray]:
+    from lemmse.data import load_clean
+
+    path = plan.measurement_store(dataset, task)
+    return {split: load_clean(path, split) for split in ("train", "test")}
+
+
+def _preinverted(plan: Plan, dataset: str, task: str, preinverse: str, y: np.ndarray) -> np.ndarray:
+    """``B y`` for measurements ``y (split, image, sigma, c, h, w)``."""
+    import torch
+
+    from lemmse.operators import make_problem
+
+    pre = preinverse_options(plan.config, preinverse)
+    problem = make_problem(task, tuple(y.shape[-2:]), **task_options(plan.config, task))
+    B = problem.preinverse(pre["preinverse"], pre["lam"])
+    flat = torch.from_numpy(y.reshape(-1, *y.shape[-3:]).astype(np.float64))
+    return B(flat).numpy().reshape(y.shape)
+
+
+def _lemmse_twin(plan: Plan, run: AnalyticRun) -> AnalyticRun | None:
+    """The LE-MMSE store (with diagnostics) of the same problem as ``run``, if the plan has one."""
+    for other in plan.analytics:
+        same = (other.dataset, other.eval_dataset, other.task, other.preinverse, other.patch, other.train_size) == (
+            run.dataset, run.eval_dataset, run.task, run.preinverse, run.patch, run.train_size)
+        if same and plan.config["estimators"].get(other.estimator, {"kind": other.estimator})["kind"] == "lemmse":
+            return other
+    return None
+
+
+def _diagnostic_columns(plan: Plan, run: AnalyticRun, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    twin = _lemmse_twin(plan, run)
+    nan = np.full(shape, np.nan)
+    if twin is None:
+        return {"neg_log_density_image": nan, "neg_log_density_patch": nan, "mass99": nan, "source": None}
+    ds = zstore.open_dataset(twin.store(plan.results))
+    return {
+        "neg_log_density_image": -ds["image_log_density"].values,
+        "neg_log_density_patch": -ds["patch_log_density"].values.mean(axis=(-2, -1)),
+        "mass99": ds["mass99"].values.mean(axis=(-2, -1)),
+        "source": ds["source"].values,
+    }
+
+
+def _frame(keys: dict, grid: tuple[list[str], np.ndarray, np.ndarray], values: dict[str, np.ndarray]) -> pd.DataFrame:
+    splits, images, sigmas = grid
+    s, i, g = np.meshgrid(np.arange(len(splits)), np.arange(len(images)), np.arange(len(sigmas)), indexing="ij")
+    frame = pd.DataFrame({**{k: [v] * s.size for k, v in keys.items()},
+                          "sigma": sigmas[g.ravel()].astype(np.float64),
+                          "split": np.asarray(splits)[s.ravel()],
+                          "image": images[i.ravel()].astype(np.int64)})
+    for name, value in values.items():
+        frame[name] = np.asarray(value, dtype=np.float64).reshape(-1)
+    return frame
+
+
+def comparison_rows(plan: Plan, comparison: Comparison, cache: dict) -> pd.DataFrame:
+    """Rows of the metrics table for one network evaluation against one estimator store."""
+    evaluation, run = comparison.evaluation, comparison.analytic
+    net = zstore.open_dataset(evaluation.store(plan.results))
+    est = zstore.open_dataset(run.store(plan.results))
+    meas = zstore.open_dataset(plan.measurement_store(run.eval_dataset, run.task))
+    key = (run.eval_dataset, run.task)
+    if key not in cache:
+        cache[key] = _clean(plan, *key)
+    clean = cache[key]
+    splits, images, sigmas = grid = _grid(est)
+    x = np.stack([clean[s] for s in splits])[:, :, None]  # (split, image, 1, c, h, w)
+    net_x, est_x, y = (d.transpose("split", "image", "sigma", "c", "h", "w").values
+                       for d in (net["xhat"], est["xhat"], meas["y"].sel(split=splits)))
+    by = _preinverted(plan, run.eval_dataset, run.task, run.preinverse, y)
+    diag = _diagnostic_columns(plan, run, est_x.shape[:3])
+    r = evaluation.run
+    keys = {"dataset": r.dataset, "eval_dataset": evaluation.eval_dataset, "task": r.task,
+            "preinverse": r.preinverse, "arch": r.arch, "patch": r.patch, "train_size": r.train_size,
+            "estimator": plan.config["estimators"].get(run.estimator, {"kind": run.estimator})["kind"],
+            "smoothing": smoothing_of(plan.config, run.estimator)}
+    values = {"psnr_net_truth": psnr(net_x, x), "psnr_est_truth": psnr(est_x, x), "psnr_net_est": psnr(net_x, est_x),
+              "psnr_input_est": psnr(by, est_x)}
+    values.update({k: diag[k] for k in ("neg_log_density_image", "neg_log_density_patch", "mass99")})
+    return _frame(keys, grid, values)
+
+
+def analytic_rows(plan: Plan, run: AnalyticRun, cache: dict) -> pd.DataFrame:
+    """Rows of the analytic table for one estimator store."""
+    from lemmse.analytic import nearest_train_distance
+    from lemmse.data import load_split
+
+    est = zstore.open_dataset(run.store(plan.results))
+    key = (run.eval_dataset, run.task)
+    if key not in cache:
+        cache[key] = _clean(plan, *key)
+    clean = cache[key]
+    splits, images, sigmas = grid = _grid(est)
+    train = load_split(plan.data_store(run.dataset), "train", count=run.train_size)
+    est_x = est["xhat"].transpose("split", "image", "sigma", "c", "h", "w").values
+    x = np.stack([clean[s] for s in splits])
+    dist = nearest_train_distance(est_x.reshape(-1, *est_x.shape[3:]), train).reshape(est_x.shape[:3])
+    truth_dist = nearest_train_distance(x.reshape(-1, *x.shape[2:]), train).reshape(x.shape[:2])
+    diag = _diagnostic_columns(plan, run, est_x.shape[:3]) if run.patch else {
+        "neg_log_density_image": np.full(est_x.shape[:3], np.nan), "neg_log_density_patch": np.full(est_x.shape[:3], np.nan),
+        "mass99": np.full(est_x.shape[:3], np.nan), "source": None}
+    kind = plan.config["estimators"].get(run.estimator, {"kind": run.estimator})["kind"]
+    if diag["source"] is not None and kind == "lemmse":
+        src = diag["source"]
+        distinct = np.array([[[len(np.unique(m[m >= 0])) for m in row] for row in block] for block in src], dtype=float)
+    else:
+        distinct = np.full(est_x.shape[:3], np.nan)
+        if kind != "lemmse":
+            diag = {k: (np.full(est_x.shape[:3], np.nan) if k != "source" else None) for k in diag}
+    keys = {"dataset": run.dataset, "eval_dataset": run.eval_dataset, "task": run.task, "preinverse": run.preinverse,
+            "estimator": kind, "smoothing": smoothing_of(plan.config, run.estimator), "patch": run.patch,
+            "train_size": run.train_size}
+    values = {"psnr_est_truth": psnr(est_x, x[:, :, None]), "nearest_train_distance": dist,
+              "truth_nearest_train_distance": np.broadcast_to(truth_dist[:, :, None], est_x.shape[:3]),
+              "neg_log_density_image": diag["neg_log_density_image"],
+              "neg_log_density_patch": diag["neg_log_density_patch"], "mass99": diag["mass99"],
+              "distinct_sources": distinct}
+    return _frame(keys, grid, values)
+
+
+def planned_tables(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The key columns of the rows the plan will produce (values NaN): what the tables will cover."""
+    m = plan.config["measurements"]
+    grid = (["train", "test"], np.arange(m["n_eval"]), np.asarray(m["sigmas"], dtype=np.float64))
+    nan = np.full((2, m["n_eval"], len(m["sigmas"])), np.nan)
+    metrics = [_frame({"dataset": c.evaluation.run.dataset, "eval_dataset": c.evaluation.eval_dataset,
+                       "task": c.analytic.task, "preinverse": c.analytic.preinverse, "arch": c.evaluation.run.arch,
+                       "patch": c.analytic.patch, "train_size": c.analytic.train_size,
+                       "estimator": plan.kind(c.analytic), "smoothing": smoothing_of(plan.config, c.analytic.estimator)},
+                      grid, {k: nan for k in METRICS_VALUES}) for c in plan.comparisons]
+    analytic = [_frame({"dataset": a.dataset, "eval_dataset": a.eval_dataset, "task": a.task,
+                        "preinverse": a.preinverse, "estimator": plan.kind(a),
+                        "smoothing": smoothing_of(plan.config, a.estimator), "patch": a.patch,
+                        "train_size": a.train_size}, grid, {k: nan for k in ANALYTIC_VALUES}) for a in plan.analytics]
+    empty_m = pd.DataFrame(columns=[*METRICS_KEYS, *METRICS_VALUES])
+    empty_a = pd.DataFrame(columns=[*ANALYTIC_KEYS, *ANALYTIC_VALUES])
+    return (pd.concat(metrics, ignore_index=True)[empty_m.columns] if metrics else empty_m,
+            pd.concat(analytic, ignore_index=True)[empty_a.columns] if analytic else empty_a)
+
+
+def metrics_table(plan: Plan) -> pd.DataFrame:
+    cache: dict = {}
+    frames = [comparison_rows(plan, c, cache) for c in plan.comparisons]
+    if not frames:
+        return pd.DataFrame(columns=[*METRICS_KEYS, *METRICS_VALUES])
+    return pd.concat(frames, ignore_index=True)[[*METRICS_KEYS, *METRICS_VALUES]]
+
+
+def analytic_table(plan: Plan) -> pd.DataFrame:
+    cache: dict = {}
+    frames = [analytic_rows(plan, a, cache) for a in plan.analytics]
+    return pd.concat(frames, ignore_index=True)[[*ANALYTIC_KEYS, *ANALYTIC_VALUES]]
+
+
+def study_table(plan: Plan, study: str, out: str | Path) -> pd.DataFrame:
+    """The metrics rows of one study, written to ``out`` (Parquet) atomically."""
+    cache: dict = {}
+    frames = [comparison_rows(plan, c, cache) for c in plan.studies[study]]
+    columns = [*METRICS_KEYS, *METRICS_VALUES]
+    frame = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_file(out, lambda p: frame.to_parquet(p, index=False))
+    return frame
+
+
+def _atomic_file(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.replace(path)
+
+
+def write_tables(plan: Plan, out_dir: Path) -> dict[str, Path]:
+    """Write ``metrics``/``analytic`` as Parquet + CSV and ``metrics.zarr``; returns the paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tables = {"metrics": metrics_table(plan), "analytic": analytic_table(plan)}
+    paths = {}
+    for name, frame in tables.items():
+        for suffix, writer in ((".parquet", lambda p, f=frame: f.to_parquet(p, index=False)),
+                               (".csv", lambda p, f=frame: f.to_csv(p, index=False))):
+            path = out_dir / f"{name}{suffix}"
+            _atomic_file(path, writer)
+            paths[f"{name}{suffix}"] = path
+        log.info("%s: %d rows", name, len(frame))
+    cube = tables["metrics"].set_index(list(METRICS_KEYS)).to_xarray()
+    cube.attrs = {"description": "PSNR and density metrics of trained networks against analytic estimators "
+                                 "(lemmse.tables documents every variable)", "rows": int(len(tables["metrics"]))}
+    zstore.save_dataset(cube, out_dir / "metrics.zarr")
+    paths["metrics.zarr"] = out_dir / "metrics.zarr"
+    return paths
+
+
+def load_metrics(path: str | Path) -> pd.DataFrame:
+    """A results table as a DataFrame: ``.parquet``/``.csv`` directly, ``.zarr`` cube flattened (NaN rows dropped)."""
+    path = Path(path)
+    if path.suffix == ".zarr":
+        frame = zstore.open_dataset(path).to_dataframe()
+        return frame.dropna(how="all").reset_index()
+    if path.suffix == ".csv":
+        return pd.read_csv(path)
+    return pd.read_parquet(path)

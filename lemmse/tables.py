@@ -1,0 +1,64 @@
+r"""The tidy result tables the workflow gathers, and the names of their columns.
+
+Two tables, one row per observation, written by the ``gather`` stage under ``results/tables/``
+(``.parquet`` and ``.csv``; the labelled cube ``metrics.zarr`` holds the first one indexed by its
+key columns). ``pd.read_parquet(path)`` is all a reader needs.
+
+``metrics`` — a trained network against an analytic estimator of the same training set, task,
+pre-inverse and patch size, on the same measurement ``y``:
+
+========================  =====================================================================
+dataset                   training data set (str)
+eval_dataset              data set the measurements come from (== dataset unless OOD) (str)
+task                      denoising | inpainting | deconvolution
+preinverse                label of the pre-inverse B in the config (identity, pinv, tik1e-2, ...)
+arch                      unet | resnet | patchmlp
+patch                     P, receptive field of the network and patch size of the estimator
+train_size                N, number of training images (the first N of the split)
+estimator                 lemmse | smoothed (the estimator the network is compared with)
+smoothing                 s of the smoothed LE-MMSE (0.0 for lemmse)
+sigma                     noise level σ of the measurement (float)
+split                     train | test (which split the measured image comes from)
+image                     index of the image in that split (int)
+psnr_net_truth            PSNR(network output, clean x) in dB
+psnr_est_truth            PSNR(estimator output, clean x) in dB
+psnr_net_est              PSNR(network output, estimator output) in dB — the agreement
+psnr_input_est            PSNR(B y, estimator output) in dB — the baseline agreement of the input
+neg_log_density_image     −log p(y) under the training mixture (1/N) Σ_d N(y; A x_d, σ² I), nats
+neg_log_density_patch     mean over pixels of −log p_{n'}(patch of B y), nats
+mass99                    mean over pixels of the number of training patches holding 99 % of
+                          the LE-MMSE weight
+========================  =====================================================================
+
+``analytic`` — every analytic estimate on its own (no network), for memorisation, density,
+mass and patch-size figures:
+
+========================  =====================================================================
+dataset, eval_dataset, task, preinverse, estimator, smoothing, patch, train_size, sigma, split,
+image                     as above; estimator is mmse | emmse | lemmse | smoothed; patch is 0
+                          for mmse and emmse (no patch)
+psnr_est_truth            PSNR(estimate, clean x) in dB
+nearest_train_distance    RMS distance of the estimate to its nearest training image (all
+                          circular shifts for emmse/lemmse are NOT taken: plain images) — small
+                          means memorised
+truth_nearest_train_distance  the same for the clean x (the reference level)
+neg_log_density_image     as above (lemmse only; NaN otherwise)
+neg_log_density_patch     as above (lemmse only; NaN otherwise)
+mass99                    as above (lemmse only; NaN otherwise)
+distinct_sources          number of distinct training images owning ≥ 50 % of some pixel's
+                          weight (lemmse only; NaN otherwise) — the patchwork
+========================  =====================================================================
+
+PSNR uses a peak of 1 (images in [0, 1]): ``10 log10(1 / mean((a − b)²))``.
+"""
+from __future__ import annotations
+
+METRICS_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size",
+                "estimator", "smoothing", "sigma", "split", "image")
+METRICS_VALUES = ("psnr_net_truth", "psnr_est_truth", "psnr_net_est", "psnr_input_est",
+                  "neg_log_density_image", "neg_log_density_patch", "mass99")
+
+ANALYTIC_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "estimator", "smoothing", "patch",
+                 "train_size", "sigma", "split", "image")
+ANALYTIC_VALUES = ("psnr_est_truth", "nearest_train_distance", "truth_nearest_train_distance",
+                   "neg_log_density_image", "neg_log_density_patch", "mass99", "distinct_sources")

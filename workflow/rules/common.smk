@@ -1,0 +1,118 @@
+# Helpers shared by every stage: the validated config, the plan of jobs, path templates and
+# input functions. The config is checked against schemas/config.schema.yaml (and for
+# semantics) by lemmse.sweep before any job is built; a bad key fails here, named.
+import re
+
+from lemmse.errors import LemmseInputError
+from lemmse.sweep import load_config, make_plan
+
+try:
+    config.update(load_config(config))  # in place: scripts see the defaulted config too
+except LemmseInputError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+PLAN = make_plan(config)
+R = config["results"]
+LOGS = f"{R}/logs"
+BENCH = f"{R}/benchmarks"
+#: The software environment of every job (conda users: --use-conda); the same as pip's.
+ENV = "../../environment.yml"
+MODEL = "{dataset}/{task}/{preinverse}/{arch}/P{patch}/N{train_size}/sigma{spec}"
+ANALYTIC = "{dataset}/{task}/{preinverse}/{estimator}/P{patch}/N{train_size}/{eval_dataset}"
+
+
+def _choice(values):
+    return "|".join(re.escape(str(v)) for v in sorted(set(values))) or "(?!)"
+
+
+def data_store(wildcards):
+    """The prepared data set a job trains on."""
+    return str(PLAN.data_store(wildcards.dataset))
+
+
+def eval_measurements(wildcards):
+    """The measurement store of the data set a job is evaluated on."""
+    return str(PLAN.measurement_store(wildcards.eval_dataset, wildcards.task))
+
+
+def trained_for_eval(wildcards):
+    """The training marker of the network an evaluation job runs."""
+    return f"{R}/models/{MODEL}/trained.json".format(**wildcards)
+
+
+def trained_marker(run):
+    return str(run.directory(R) / "trained.json")
+
+
+def analytic_run(wildcards):
+    """The AnalyticRun a job's wildcards name (refused when the plan has no such store)."""
+    from lemmse.sweep import AnalyticRun
+
+    run = AnalyticRun(wildcards.dataset, wildcards.eval_dataset, wildcards.task, wildcards.preinverse,
+                      wildcards.estimator, int(wildcards.patch), int(wildcards.train_size))
+    if run not in PLAN.analytics:
+        raise WorkflowError(f"no analytic store {run} in the config")
+    return run
+
+
+def shard_markers(wildcards):
+    """Every shard marker of one analytic store."""
+    run = analytic_run(wildcards)
+    stem = run.stem(R)
+    return [f"{stem}.shards/i{i}-s{s}.done" for i, s in PLAN.shards(run)]
+
+
+def all_trained():
+    return [trained_marker(r) for r in PLAN.networks]
+
+
+def all_evaluations():
+    return [str(e.store(R)) for e in PLAN.evaluations]
+
+
+def all_analytic():
+    return [str(a.complete_marker(R)) for a in PLAN.analytics]
+
+
+def all_shard_markers():
+    """Every shard marker. Targets (all, analytic_all) list them themselves: snakemake reruns the
+    producer of a missing file only when a job that must run needs it, so a deleted shard marker
+    is noticed by the next run of a target, which then recomputes that shard and re-finalizes."""
+    return [f"{a.stem(R)}.shards/i{i}-s{s}.done" for a in PLAN.analytics for i, s in PLAN.shards(a)]
+
+
+def study_inputs(wildcards):
+    """Evaluation stores and analytic markers of one study."""
+    comparisons = PLAN.studies[wildcards.study]
+    return sorted({str(c.evaluation.store(R)) for c in comparisons}
+                  | {str(c.analytic.complete_marker(R)) for c in comparisons})
+
+
+def gathered_tables():
+    return [f"{R}/tables/{name}" for name in ("metrics.parquet", "metrics.csv", "analytic.parquet", "analytic.csv")]
+
+
+def study_tables():
+    return [f"{R}/tables/studies/{name}.parquet" for name in config["studies"]]
+
+
+def planned_figures():
+    """The figures this config covers (judged from the planned table rows, before any job)."""
+    from lemmse.figures import covered_figures
+    from lemmse.gather import planned_tables
+
+    metrics, analytic = planned_tables(PLAN)
+    return covered_figures(metrics, analytic, variance=PLAN.variance_tasks() != [],
+                           preinverses=config["preinverses"])
+
+
+FIGURES = planned_figures()
+
+
+def variance_stores():
+    return {task: f"{R}/variance/{config['variance']['dataset']}/{task}.zarr" for task in PLAN.variance_tasks()}
+
+
+def figure_inputs(wildcards=None):
+    """Tables, every store a figure may read, and the variance stores."""
+    return [*gathered_tables(), *all_evaluations(), *all_analytic(), *variance_stores().values()]

@@ -1,0 +1,64 @@
+# Stage 7: the paper's figures (one rule and target each, named like the figure), the claims
+# report, and the fig4 noise-draw variance stores. Figures read the tables and stores only.
+
+
+rule variance:
+    input:
+        data=data_store,
+    output:
+        directory(f"{R}/variance/{{dataset}}/{{task}}.zarr"),
+    log:
+        f"{LOGS}/variance/{{dataset}}/{{task}}.log",
+    benchmark:
+        f"{BENCH}/variance/{{dataset}}/{{task}}.tsv"
+    threads: 2
+    conda:
+        ENV
+    script:
+        "../../scripts/variance.py"
+
+
+for _figure in FIGURES:
+
+    rule:
+        name:
+            _figure
+        input:
+            figure_inputs(),
+        output:
+            report(
+                f"{R}/figures/{_figure}.png",
+                caption=f"../report/{_figure}.rst",
+                category="Figures",
+            ),
+        params:
+            figure=_figure,
+            variance=variance_stores(),
+        log:
+            f"{LOGS}/figures/{_figure}.log",
+        conda:
+            ENV
+        script:
+            "../../scripts/figure.py"
+
+
+rule claims:
+    input:
+        figure_inputs(),
+    output:
+        md=report(f"{R}/claims.md", caption="../report/claims.rst", category="Claims"),
+        csv=f"{R}/claims.csv",
+    params:
+        variance=variance_stores(),
+    log:
+        f"{LOGS}/claims.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/claims.py"
+
+
+rule figures_all:
+    input:
+        [f"{R}/figures/{name}.png" for name in FIGURES],
+        f"{R}/claims.md",

@@ -1,0 +1,20 @@
+# Stage 2: one measurement store per data set and task, y (split, image, sigma, c, h, w),
+# noise seeded per (data set, split, image, σ): networks and estimators see the same y.
+
+
+rule measure:
+    input:
+        data=data_store,
+    output:
+        directory(f"{R}/measurements/{{dataset}}/{{task}}.zarr"),
+    log:
+        f"{LOGS}/measure/{{dataset}}/{{task}}.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/measure.py"
+
+
+rule measurements_all:
+    input:
+        [str(PLAN.measurement_store(ds, task)) for ds, task in PLAN.measurement_stores],

@@ -1,0 +1,27 @@
+# Stage 3: one network per dataset × task × pre-inverse × arch × P × N × σ-range. The output is
+# a marker written after the last step; model.pt (the checkpoint) is not a declared output, so
+# a job killed mid-run keeps it and the rerun resumes from it.
+
+
+rule train_network:
+    input:
+        data=data_store,
+    output:
+        f"{R}/models/{MODEL}/trained.json",
+    log:
+        f"{LOGS}/train_network/{MODEL}.log",
+    benchmark:
+        f"{BENCH}/train_network/{MODEL}.tsv"
+    threads: 2
+    resources:
+        runtime=240,
+        mem_mb=8000,
+    conda:
+        ENV
+    script:
+        "../../scripts/train_network.py"
+
+
+rule train_all:
+    input:
+        all_trained(),
