@@ -62,9 +62,12 @@ def select_fig2(inputs: FigureInputs):
     a = a[a["task"].isin(["denoising", "deconvolution"]) & a["estimator"].isin(MEMO_ESTIMATORS)]
     a = a[a["preinverse"].map(inputs.is_agnostic)] if not a.empty else a
     require(a, "analytic MMSE / E-MMSE / LE-MMSE rows for denoising or deconvolution with B = I", "fig2_memorisation")
-    dataset = reference_value(a, "dataset")
+    if "mmse" not in set(a["estimator"]):
+        raise LemmseInputError(f"fig2_memorisation: needs analytic rows of both mmse and lemmse (has {sorted(set(a['estimator']))})")
+    # the memorisation slice: where the MMSE was computed (LE-MMSE stores of other sizes abound)
+    dataset = reference_value(fix(a, estimator="mmse"), "dataset")
     a = fix(a, dataset=dataset)
-    train_size = reference_value(a, "train_size")
+    train_size = reference_value(fix(a, estimator="mmse"), "train_size")
     a = fix(a, train_size=train_size)
     have = set(a["estimator"])
     if "mmse" not in have or "lemmse" not in have:
@@ -159,6 +162,9 @@ def make_fig13_gallery(inputs: FigureInputs, out_png: Path, *, config_label: str
                    sigma=sigma)
         panels = [(y, "y"), (apply_preinverse(inputs, task, pre, y), "B y")]
         for arch in archs:
+            if fix(part, arch=arch).empty:  # this architecture was not trained for this problem
+                panels.append((None, f"{style.arch_label(arch)}\n(not trained here)"))
+                continue
             out = pick(_open(inputs.stores.network(ds, task, pre, arch, p, n, ds)), "xhat", split=split, image=image,
                        sigma=sigma)
             row = fix(part, arch=arch, image=image)
@@ -166,7 +172,11 @@ def make_fig13_gallery(inputs: FigureInputs, out_png: Path, *, config_label: str
             panels.append((out, style.arch_label(arch) + (f"\n{row.iloc[0]:.1f} dB to LE-MMSE" if len(row) else "")))
         panels += [(est, "LE-MMSE"), (truth, "truth")]
         for c, (img, title) in enumerate(panels):
-            style.image_panel(axes[r, c], img, title if r == 0 or c >= 2 else title)
+            if img is None:
+                axes[r, c].axis("off")
+                axes[r, c].set_title(title, fontsize=7, color="0.4")
+                continue
+            style.image_panel(axes[r, c], img, title)
         axes[r, 0].set_ylabel(f"{inputs.problem_label(task, pre)}\n{split} #{image}", fontsize=7.5)
     style.save(fig, out_png, config_label=config_label,
                title=f"Fig. 13 — outputs at σ = {sigma:g} ({describe(chosen)})")
