@@ -176,9 +176,10 @@ def run_snakemake_on_slurm(
         "--profile", str(cluster.profile),
         "--profile", str(overlay),
     ]
+    cmd += [*targets]  # before the options: --configfile takes several values and would swallow them
     if configfile is not None:
         cmd += ["--configfile", str(configfile)]
-    cmd += [*extra_args, *targets]
+    cmd += [*extra_args]
     env = dict(os.environ)
     env["LEMMSE_SLURM_GPUS"] = "0"
     # the jobs run `python -m snakemake` from this environment; keep its bin/ first on PATH
@@ -195,5 +196,5 @@ def slurm_job_ids(workdir: Path) -> dict[str, set[str]]:
     ids: dict[str, set[str]] = {}
     for log in logs.rglob("*.log"):
         if log.stem.isdigit():
-            ids.setdefault(log.parent.name, set()).add(log.stem)
+            ids.setdefault(log.relative_to(logs).parts[0], set()).add(log.stem)
     return ids

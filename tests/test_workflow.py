@@ -1,0 +1,306 @@
+"""The Snakemake workflow end to end on config/test_tiny.yaml, on this machine (no mocks).
+
+One full run (module fixture) produces every stage; the tests then check its outputs, that a
+rerun does nothing, that deleting a shard marker reruns only that shard, that a shard killed
+mid-run and rerun leaves the cube bit-identical, that a killed training resumes from its
+checkpoint, the HTML report, lint, config errors before any job, and the paper DAG size.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import signal
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+import yaml
+
+from lemmse.figures import covered_figures
+from lemmse.gather import planned_tables
+from lemmse.sweep import load_config, make_plan
+from lemmse.tables import ANALYTIC_KEYS, METRICS_KEYS
+from workflow_helpers import REPO, TINY, job_counts, make_workdir, snakemake
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def tiny_plan(tmp_path_factory):
+    return make_plan(load_config(TINY))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A complete run of the tiny config; returns its working directory."""
+    workdir = make_workdir(tmp_path_factory.mktemp("tiny_workflow"))
+    proc = snakemake(workdir, "--cores", "2", "all")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return workdir
+
+
+def _results(workdir: Path, plan) -> Path:
+    return workdir / plan.results
+
+
+def test_every_stage_and_table(tiny_run, tiny_plan):
+    results = _results(tiny_run, tiny_plan)
+    m = tiny_plan.config["measurements"]
+    grid = 2 * m["n_eval"] * len(m["sigmas"])
+    metrics = pd.read_parquet(results / "tables" / "metrics.parquet")
+    assert len(metrics) == len(tiny_plan.comparisons) * grid
+    assert not metrics.duplicated(list(METRICS_KEYS)).any()
+    psnr_columns = ["psnr_net_truth", "psnr_est_truth", "psnr_net_est", "psnr_input_est"]
+    assert metrics[psnr_columns].notna().all().all()
+    lemmse_rows = metrics[metrics["estimator"] == "lemmse"]
+    assert lemmse_rows[["neg_log_density_image", "neg_log_density_patch", "mass99"]].notna().all().all()
+    # the labelled cube holds the same rows
+    cube = xr.open_zarr(results / "tables" / "metrics.zarr")
+    assert set(cube.dims) == set(METRICS_KEYS)
+    flat = cube.to_dataframe().dropna(how="all").reset_index()
+    assert len(flat) == len(metrics)
+    analytic = pd.read_parquet(results / "tables" / "analytic.parquet")
+    assert len(analytic) == len(tiny_plan.analytics) * grid
+    assert not analytic.duplicated(list(ANALYTIC_KEYS)).any()
+    assert analytic["psnr_est_truth"].notna().all()
+    # per-study tables are the metrics rows of their comparisons
+    for study, comparisons in tiny_plan.studies.items():
+        table = pd.read_parquet(results / "tables" / "studies" / f"{study}.parquet")
+        assert len(table) == len(comparisons) * grid
+    # every stage logged, every store complete
+    for rule in ("prepare_dataset", "measure", "train_network", "evaluate_network", "analytic_shard", "gather"):
+        assert any((results / "logs" / rule).rglob("*.log")) or (results / "logs" / f"{rule}.log").is_file(), rule
+    for run in tiny_plan.analytics:
+        assert xr.open_zarr(run.store(results)).attrs["complete"] is True
+    assert np.isfinite(xr.open_zarr(tiny_plan.analytics[0].store(results))["xhat"].values).all()
+
+
+def test_every_covered_figure_and_the_claims(tiny_run, tiny_plan):
+    results = _results(tiny_run, tiny_plan)
+    metrics, analytic = planned_tables(tiny_plan)
+    figures = covered_figures(metrics, analytic, variance=True, preinverses=tiny_plan.config["preinverses"])
+    assert len(figures) == 13, figures  # the tiny config covers every figure of the issue
+    for name in figures:
+        png = results / "figures" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert png.stat().st_size > 10_000, name
+    claims = (results / "claims.md").read_text()
+    assert "holds" in claims or "does not hold" in claims
+    assert len(pd.read_csv(results / "claims.csv")) >= 11
+
+
+def test_rerun_after_success_does_nothing(tiny_run):
+    proc = snakemake(tiny_run, "-n", "all")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert job_counts(proc.stdout) == {}, proc.stdout[-3000:]
+
+
+def test_deleting_one_shard_marker_reruns_only_that_shard(tiny_run, tiny_plan):
+    results = _results(tiny_run, tiny_plan)
+    run = tiny_plan.analytics[0]
+    marker = Path(f"{run.stem(results)}.shards/i0-s1.done")
+    stat = marker.stat()
+    marker.unlink()
+    try:
+        counts = job_counts(snakemake(tiny_run, "-n", "all").stdout)
+        assert counts.get("analytic_shard") == 1, counts
+        assert counts.get("analytic_finalize") == 1, counts
+        assert not {"train_network", "evaluate_network", "analytic_template", "measure"} & set(counts), counts
+    finally:
+        marker.touch()
+        os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert job_counts(snakemake(tiny_run, "-n", "all").stdout) == {}
+
+
+def _wait_for(path: Path, timeout: float = 120) -> None:
+    start = time.time()
+    while not path.exists():
+        if time.time() - start > timeout:
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def test_killed_shard_rerun_leaves_an_identical_cube(tiny_run, tiny_plan):
+    results = _results(tiny_run, tiny_plan)
+    run = next(a for a in tiny_plan.analytics if tiny_plan.is_lemmse(a))
+    store = run.store(results)
+    before = xr.open_zarr(store).load()
+    marker = Path(f"{run.stem(results)}.shards/i0-s0.done")
+    log = results / "logs" / "analytic_shard" / run.stem(Path(".")).relative_to("analytic") / "i0-s0.log"
+    marker.unlink()
+    log.unlink()
+    # a killed writer may have left chunks half-done: garbage into every chunk this shard owns
+    for var in before.data_vars:
+        for chunk in (store / var).glob("*"):
+            if chunk.name.split(".")[2:3] == ["0"] and not chunk.name.startswith("."):  # sigma index 0
+                chunk.write_bytes(os.urandom(64))
+    proc = snakemake(tiny_run, "--cores", "2", str(marker.relative_to(tiny_run)), popen=True)
+    try:
+        _wait_for(log)
+        time.sleep(np.random.default_rng().uniform(0.5, 2.0))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its job: a crashed node
+        proc.wait()
+    assert snakemake(tiny_run, "--unlock").returncode == 0
+    rerun = snakemake(tiny_run, "--cores", "2", "all")
+    assert rerun.returncode == 0, rerun.stdout[-4000:]
+    after = xr.open_zarr(store).load()
+    for var in before.data_vars:
+        np.testing.assert_array_equal(after[var].values, before[var].values, err_msg=var)
+    assert after.attrs["complete"] is True
+
+
+def _one_network_config(tmp_path: Path) -> Path:
+    """The tiny config cut to one ResNet trained for long enough to be killed mid-run."""
+    config = yaml.safe_load(TINY.read_text())
+    config["training"].update(steps=300, checkpoint_every=20, ema_start=10)
+    config["studies"] = {"noise": {"datasets": ["digits"], "problems": [{"task": "denoising", "preinverse": "identity"}],
+                                   "archs": ["resnet"], "patches": [3], "train_sizes": [40]}}
+    config["memorisation"] = {}
+    config["variance"] = {}
+    path = tmp_path / "one_network.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path):
+    """kill -9 of the training job after a checkpoint; the rerun resumes there and ends with the
+    weights of an uninterrupted run (bitwise, same thread count)."""
+    configfile = _one_network_config(tmp_path)
+    plan = make_plan(load_config(configfile))
+    (run,) = plan.networks
+    outputs = {}
+    for name in ("uninterrupted", "killed"):
+        workdir = make_workdir(tmp_path / name)
+        run_dir = run.directory(workdir / plan.results)
+        target = str((run_dir / "trained.json").relative_to(workdir))
+        if name == "killed":
+            proc = snakemake(workdir, "--cores", "2", target, configfile=configfile, popen=True)
+            try:
+                _wait_for(run_dir / "model.pt")  # the first checkpoint
+            finally:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            assert not (run_dir / "trained.json").exists(), "the job finished before it could be killed"
+            assert snakemake(workdir, "--unlock", configfile=configfile).returncode == 0
+            first = torch.load(run_dir / "model.pt", weights_only=True)["step"]
+            assert 0 < first < 300
+        rerun = snakemake(workdir, "--cores", "2", target, configfile=configfile)
+        assert rerun.returncode == 0, rerun.stdout[-4000:]
+        outputs[name] = torch.load(run_dir / "model.pt", weights_only=True)
+        if name == "killed":
+            log = (workdir / plan.results / "logs" / "train_network"
+                   / run.directory(Path(".")).relative_to("models")).with_suffix(".log")
+            assert f"at step {first}" in log.read_text(), log.read_text()[-2000:]
+    assert outputs["killed"]["step"] == outputs["uninterrupted"]["step"] == 300
+    for part in ("model", "ema"):
+        for key, value in outputs["uninterrupted"][part].items():
+            assert torch.equal(outputs["killed"][part][key], value), (part, key)
+
+
+def test_html_report_bundles_figures_and_claims(tiny_run, tiny_plan):
+    report = tiny_run / "report.html"
+    proc = snakemake(tiny_run, "--report", str(report))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 100_000
+    assert "fig5_psnr_vs_sigma" in html and "claims" in html
+
+
+def test_lint_is_clean():
+    proc = snakemake(REPO, "--lint", configfile=REPO / "config" / "config.yaml")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Congratulations, your workflow is in a good condition" in proc.stdout, proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize("edit,key", [
+    ({"training": {"stepz": 3}}, "training"),
+    ({"studies": {"noise": {"datasets": ["digits"], "problems": [{"task": "denoising", "preinverse": "identity"}],
+                            "archs": ["unett"], "train_sizes": [10]}}}, "studies.noise.archs.0"),
+    ({"measurements": {"sigmas": [0.0]}}, "measurements.sigmas.0"),
+    ({"datasets": {"digits": {}, "fashion_mnist": {"root": "/nonexistent/fmnist"}}}, "datasets.fashion_mnist"),
+], ids=["unknown-key", "misspelled-arch", "sigma-zero", "missing-dataset-path"])
+def test_bad_config_fails_before_any_job(tmp_path, edit, key):
+    config = yaml.safe_load(TINY.read_text())
+    for section, value in edit.items():
+        config[section] = value if section != "training" else {**config["training"], **value}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    workdir = make_workdir(tmp_path / "work")
+    proc = snakemake(workdir, "--cores", "1", "all", configfile=bad)
+    assert proc.returncode != 0
+    assert key in proc.stdout, proc.stdout[-2000:]
+    assert not (workdir / "results").exists()
+
+
+def _fake_paper_data(root: Path) -> dict:
+    """Files in the upstream formats, just enough for the DAG-time checks (headers, names)."""
+    from PIL import Image
+
+    ffhq = root / "ffhq"
+    ffhq.mkdir(parents=True)
+    for i in range(120):
+        Image.fromarray(np.full((64, 64, 3), i, np.uint8)).save(ffhq / f"{i:05d}.png")
+    fmnist = root / "fashion_mnist"
+    fmnist.mkdir()
+    for split, n in (("train", 60000), ("t10k", 10000)):
+        with gzip.open(fmnist / f"{split}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 0x00000803, n, 28, 28) + bytes(n * 28 * 28))
+    cifar = root / "cifar10" / "cifar-10-batches-py"
+    cifar.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (cifar / name).write_bytes(b"")
+    return {"ffhq": ffhq, "fashion_mnist": fmnist, "cifar10": cifar.parent}
+
+
+def test_paper_dag_builds_quickly(tmp_path):
+    """config/paper.yaml, its data roots pointed at fabricated files (sizes scaled down, the job
+    count kept): the whole DAG in well under 30 s, job count printed."""
+    config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    roots = _fake_paper_data(tmp_path / "data")
+    sizes = {100: 10, 1000: 20, 10000: 30, 50000: 40}
+    for name, options in config["datasets"].items():
+        source = options.get("source", name)
+        options["root"] = str(roots[source])
+        if source == "ffhq":
+            options.update(train_size=50, test_start=50, test_size=20)
+    config["measurements"]["n_eval"] = 4
+    config["analytic"]["images_per_shard"] = 2  # as many image blocks as 128 / 64
+    for study in config["studies"].values():
+        study["train_sizes"] = [sizes[n] for n in study["train_sizes"]]
+    config["memorisation"]["train_size"] = sizes[config["memorisation"]["train_size"]]
+    config["variance"].update(train_size=30, images=4)
+    path = tmp_path / "paper.yaml"
+    path.write_text(yaml.safe_dump(config))
+    workdir = make_workdir(tmp_path / "work")
+    start = time.perf_counter()
+    proc = snakemake(workdir, "-n", "all", configfile=path)
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    counts = job_counts(proc.stdout)
+    total = sum(counts.values())
+    assert total > 1000 and counts["train_network"] > 50 and counts["analytic_shard"] > 500, counts
+    assert seconds < 30, f"paper DAG took {seconds:.1f} s"
+
+
+def test_results_load_cli_and_one_liner(tiny_run, tiny_plan, capsys):
+    from lemmse.cli.main import main
+    from lemmse.gather import load_metrics
+
+    tables = _results(tiny_run, tiny_plan) / "tables"
+    parquet, cube = load_metrics(tables / "metrics.parquet"), load_metrics(tables / "metrics.zarr")
+    assert len(parquet) == len(cube)
+    key = list(METRICS_KEYS)
+    merged = parquet.merge(cube, on=key, suffixes=("", "_cube"))
+    np.testing.assert_allclose(merged["psnr_net_est"], merged["psnr_net_est_cube"])
+    assert main(["results", "load", str(tables / "metrics.parquet"), "--query", "split == 'test'",
+                 "--columns", "arch", "sigma", "psnr_net_est"]) == 0
+    out = capsys.readouterr().out
+    assert "psnr_net_est" in out and f"[{len(parquet) // 2} rows × 3 columns]" in out
+    assert main(["results", "load", str(tables / "nope.parquet")]) == 2
+    assert "no such table" in capsys.readouterr().err
