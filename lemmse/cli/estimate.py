@@ -78,7 +78,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                            "Gaussian constants included), image_log_density (n,) float64 (log of the "
                            "training Gaussian mixture at y), mass99 (n, H, W) int64 (fewest training "
                            "patches holding 99%% of the weight), source (n, H, W) int64 (training image "
-                           "holding one patch with >= 50%% of the weight, else -1). Costs a few extra "
+                           "whose patches hold >= 50%% of the weight, else -1). Costs a few extra "
                            "passes over the training set. Default: not written.")
 
     model = p.add_argument_group("forward model")

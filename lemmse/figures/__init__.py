@@ -76,9 +76,9 @@ CAPTIONS: dict[str, str] = {
         "σ one or a few patches carry the estimate."),
     "fig23_patchwork": (
         "**Patchwork (paper Fig. 23–24).** For one test image per task: the LE-MMSE estimate at a few σ and, below "
-        "it, the index of the training image holding a single patch with ≥ 50 % of the weight at each pixel (one "
-        "colour per training image, white where no patch dominates). Contiguous regions copied from one training "
-        "image show the patchwork; they dissolve as σ grows."),
+        "it, the index of the training image whose patches together hold ≥ 50 % of the LE-MMSE weight at each "
+        "pixel (one colour per training image, white where no image does). Contiguous regions copied from one "
+        "training image show the patchwork; they dissolve as σ grows."),
     "fig26_dataset_size": (
         "**Dataset size (paper Fig. 26).** PSNR(network, LE-MMSE) against the number of training images N (log axis), "
         "one line per σ, train solid and test dashed; the paper reports little influence of N."),

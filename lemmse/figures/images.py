@@ -177,7 +177,8 @@ def make_fig13_gallery(inputs: FigureInputs, out_png: Path, *, config_label: str
                 axes[r, c].set_title(title, fontsize=7, color="0.4")
                 continue
             style.image_panel(axes[r, c], img, title)
-        axes[r, 0].set_ylabel(f"{inputs.problem_label(task, pre)}\n{split} #{image}", fontsize=7.5)
+        label = inputs.problem_label(task, pre).replace(", ", "\n")
+        axes[r, 0].set_ylabel(f"{label}\n{split} #{image}", fontsize=7.5)
     style.save(fig, out_png, config_label=config_label,
                title=f"Fig. 13 — outputs at σ = {sigma:g} ({describe(chosen)})")
 
@@ -265,7 +266,7 @@ def make_fig23_patchwork(inputs: FigureInputs, out_png: Path, *, config_label: s
         style.image_panel(axes[2 * k, 0], truth, f"truth ({split} #{image})")
         axes[2 * k, 0].set_ylabel(inputs.problem_label(task, pre).replace(", ", "\n"), fontsize=7.5)
         axes[2 * k + 1, 0].axis("off")
-        axes[2 * k + 1, 0].text(0.5, 0.5, "source image\nper pixel\n(white: no patch\nholds ≥ 50 %)", ha="center",
+        axes[2 * k + 1, 0].text(0.5, 0.5, "source image\nper pixel\n(white: no image\nholds ≥ 50 %)", ha="center",
                                 va="center", fontsize=7.5, transform=axes[2 * k + 1, 0].transAxes)
         for c, s in enumerate(sigmas, start=1):
             style.image_panel(axes[2 * k, c], pick(store, "xhat", split=split, image=image, sigma=s),

@@ -110,7 +110,7 @@ class FigureInputs:
     def problem_label(self, task: str, preinverse: str) -> str:
         kind, lam = self.preinverse_kind(preinverse)
         names = {"identity": "B = I", "pinv": "B = A⁺", "adjoint": "B = Aᵀ"}
-        b = names[kind] if kind in names else f"B Tikhonov λ = {lam:g}"
+        b = names[kind] if kind in names else f"B = Tikhonov, λ = {lam:g}"
         return f"{task}, {b}"
 
 
