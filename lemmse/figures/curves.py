@@ -167,7 +167,8 @@ def make_fig6_alignment_vs_density(inputs: FigureInputs, out_png: Path, *, confi
             scatter = ax.scatter(part["neg_log_density_image"], part["psnr_net_est"], c=part["sigma"], cmap="viridis",
                                  norm=norm, marker=style.SPLIT_MARKERS.get(split, "o"), s=16, alpha=0.8,
                                  edgecolors="none", label=f"{split} images")
-        ax.set_xlabel("−log p(y) (nats)")
+        ax.set_xscale("symlog", linthresh=100.0)  # densities span orders of magnitude across σ and splits
+        ax.set_xlabel("−log p(y) (nats, symmetric log scale)")
         ax.set_ylabel("PSNR(net, LE-MMSE) (dB)")
         ax.set_title(inputs.problem_label(task, pre))
         ax.legend(loc="best")
@@ -229,7 +230,7 @@ def select_fig8(inputs: FigureInputs):
 def make_fig8_smoothed(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """Smoothed LE-MMSE vs LE-MMSE: agreement with the network and PSNR to the truth, against σ."""
     df, chosen = select_fig8(inputs)
-    probs = problems(df)
+    probs = problems(fix(df, estimator="smoothed"))
     fig, axes = style.new_figure(2, len(probs))
     variants = df[["estimator", "smoothing"]].drop_duplicates().sort_values(["estimator", "smoothing"]).itertuples(index=False)
     variants = list(variants)
@@ -265,6 +266,11 @@ def _needs_several(df: pd.DataFrame, column: str, figure: str) -> None:
                                f"{sorted(df[column].unique().tolist())}")
 
 
+def problems_varying(df: pd.DataFrame, column: str) -> list[tuple[str, str]]:
+    """The (task, pre-inverse) pairs of ``df`` along which ``column`` takes several values."""
+    return [(t, p) for t, p in problems(df) if fix(df, task=t, preinverse=p)[column].nunique() > 1]
+
+
 def select_fig17(inputs: FigureInputs):
     df = _lemmse_analytic(inputs, "fig17_patch_density").dropna(subset=["neg_log_density_patch"])
     df, chosen = reference_slice(require(df, "finite patch densities", "fig17_patch_density"), "fig17_patch_density",
@@ -289,7 +295,7 @@ def _by_patch_per_sigma(ax, df: pd.DataFrame, value: str) -> None:
 def make_fig17_patch_density(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """Mean −log p_{n'} of measured patches against P, train vs test, one line per σ."""
     df, chosen = select_fig17(inputs)
-    probs = problems(df)
+    probs = problems_varying(df, "patch")
     fig, axes = style.new_figure(1, len(probs))
     for ax, (task, pre) in zip(axes[0], probs):
         _by_patch_per_sigma(ax, fix(df, task=task, preinverse=pre), "neg_log_density_patch")
@@ -310,7 +316,8 @@ def select_fig18_19(inputs: FigureInputs):
 def make_fig18_19_patch_size(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """Top: PSNR(net, LE-MMSE) against P (Fig. 18); bottom: PSNR(LE-MMSE, truth) against P (Fig. 19); per σ."""
     m, a, chosen = select_fig18_19(inputs)
-    probs = problems(m)
+    probs = problems_varying(m, "patch")
+    a = a[a["split"] == "test"]  # Fig. 19 is about test images (train images are reproduced exactly at small σ)
     fig, axes = style.new_figure(2, len(probs))
     for col, (task, pre) in enumerate(probs):
         _by_patch_per_sigma(axes[0, col], fix(m, task=task, preinverse=pre), "psnr_net_est")
@@ -321,7 +328,7 @@ def make_fig18_19_patch_size(inputs: FigureInputs, out_png: Path, *, config_labe
             axes[1, col].text(0.5, 0.5, "no analytic rows", ha="center", transform=axes[1, col].transAxes)
         else:
             _by_patch_per_sigma(axes[1, col], part, "psnr_est_truth")
-        axes[1, col].set_ylabel("PSNR(LE-MMSE, truth) (dB)")
+        axes[1, col].set_ylabel("PSNR(LE-MMSE, truth), test (dB)")
         axes[1, col].set_title(f"Fig. 19 — {inputs.problem_label(task, pre)}")
     _legend_below(fig, axes)
     style.save(fig, out_png, config_label=config_label, title=f"Fig. 18–19 — patch size ({describe(chosen)})")
@@ -338,7 +345,7 @@ def select_fig26(inputs: FigureInputs):
 def make_fig26_dataset_size(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """PSNR(net, LE-MMSE) against the number of training images N, one line per σ, train vs test."""
     df, chosen = select_fig26(inputs)
-    probs = problems(df)
+    probs = problems_varying(df, "train_size")
     fig, axes = style.new_figure(1, len(probs))
     for ax, (task, pre) in zip(axes[0], probs):
         sub = fix(df, task=task, preinverse=pre)
