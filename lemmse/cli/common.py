@@ -96,6 +96,17 @@ def configure_logging(verbose: int, quiet: bool) -> None:
     logger.propagate = False
 
 
+def release_logging() -> None:
+    """Undo :func:`configure_logging` (``main`` calls it on return: in-process callers such as
+    tests or notebooks get back the logging they had)."""
+    logger = logging.getLogger("lemmse")
+    for handler in list(logger.handlers):
+        if getattr(handler, _HANDLER_TAG, False):
+            logger.removeHandler(handler)
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
+
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 

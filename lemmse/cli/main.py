@@ -16,7 +16,7 @@ from lemmse.cli import infer as infer_cmd
 from lemmse.cli import results as results_cmd
 from lemmse.cli import train as train_cmd
 from lemmse.cli.common import (EXIT_FAILURE, EXIT_USAGE, PROG, ArgumentParser, HelpFormatter,
-                               configure_logging, report_error)
+                               configure_logging, release_logging, report_error)
 from lemmse.errors import LemmseInputError
 
 DESCRIPTION = """\
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             report_error(f"out of memory on the device; lower --max-memory and try again ({err})")
             return EXIT_FAILURE
         raise
+    finally:
+        release_logging()
 
 
 if __name__ == "__main__":
