@@ -43,6 +43,19 @@ SUPPORT_RTOL = 1e-8
 GENERIC_SEED = 20240611
 
 
+#: Every task × pre-inverse pair the estimators accept (Tikhonov for deconvolution only).
+TASK_PREINVERSES = [
+    ("denoising", "identity"),
+    ("inpainting", "identity"),
+    ("inpainting", "adjoint"),
+    ("inpainting", "pinv"),
+    ("deconvolution", "identity"),
+    ("deconvolution", "adjoint"),
+    ("deconvolution", "pinv"),
+    ("deconvolution", "tikhonov"),
+]
+
+
 def _one_blas_thread(fn):
     """Run ``fn`` with numpy's BLAS limited to one thread (speed only; results are unchanged)."""
     @functools.wraps(fn)

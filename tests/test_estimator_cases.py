@@ -18,21 +18,14 @@ from dataclasses import dataclass
 import pytest
 import torch
 
+import bruteforce as bf
+
 from lemmse.estimators import estimate, estimate_with, lemmse_general
 from lemmse.estimators.oracle import patch_indices
 from lemmse.operators import make_problem
 from lemmse.operators.linear_maps import CircularConvolution, PixelWeights
 
-CASES = [
-    ("denoising", "identity"),
-    ("inpainting", "identity"),
-    ("inpainting", "adjoint"),
-    ("inpainting", "pinv"),
-    ("deconvolution", "identity"),
-    ("deconvolution", "adjoint"),
-    ("deconvolution", "pinv"),
-    ("deconvolution", "tikhonov"),
-]
+CASES = bf.TASK_PREINVERSES
 SIGMAS = (0.01, 0.3)
 PATCHES = (3, 5)
 LAM = 0.01

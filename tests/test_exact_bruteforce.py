@@ -22,16 +22,7 @@ import torch
 import bruteforce as bf
 from lemmse.estimators import estimate
 
-CASES = [
-    ("denoising", "identity"),
-    ("inpainting", "identity"),
-    ("inpainting", "adjoint"),
-    ("inpainting", "pinv"),
-    ("deconvolution", "identity"),
-    ("deconvolution", "adjoint"),
-    ("deconvolution", "pinv"),
-    ("deconvolution", "tikhonov"),
-]
+CASES = bf.TASK_PREINVERSES
 SIGMAS = (0.001, 0.01, 0.1, 1.0)
 PATCHES = (3, 5, 7)
 LAM = 0.01
