@@ -222,7 +222,9 @@ def select_fig8(inputs: FigureInputs):
     require(fix(m, estimator="smoothed"), "rows of a network against the smoothed LE-MMSE (estimator smoothed)",
             "fig8_smoothed")
     m = m[m["estimator"].isin(["lemmse", "smoothed"])]
-    m, chosen = reference_slice(m, "fig8_smoothed")
+    # the reference slice is chosen among the rows that have a smoothed estimator
+    _, chosen = reference_slice(fix(m, estimator="smoothed"), "fig8_smoothed")
+    m = fix(m, **chosen)
     require(fix(m, estimator="lemmse"), f"LE-MMSE rows beside the smoothed ones for {chosen}", "fig8_smoothed")
     return m, chosen
 
@@ -261,9 +263,10 @@ def _lemmse_analytic(inputs: FigureInputs, figure: str) -> pd.DataFrame:
 
 
 def _needs_several(df: pd.DataFrame, column: str, figure: str) -> None:
-    if df[column].nunique() < 2:
-        raise LemmseInputError(f"{figure}: needs at least two values of {column}, the tables hold "
-                               f"{sorted(df[column].unique().tolist())}")
+    """Refuse unless some task × pre-inverse of ``df`` has at least two values of ``column``."""
+    if df[column].nunique() < 2 or not problems_varying(df, column):
+        raise LemmseInputError(f"{figure}: needs at least two values of {column} for one task and pre-inverse, "
+                               f"the tables hold {sorted(df[column].unique().tolist())}")
 
 
 def problems_varying(df: pd.DataFrame, column: str) -> list[tuple[str, str]]:
