@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from lemmse.claims import CLAIMS, FAILS, HOLDS, NOT_COVERED, VERDICTS, compute_claims, write_claims
 from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, METRICS_KEYS, METRICS_VALUES

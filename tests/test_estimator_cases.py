@@ -204,7 +204,7 @@ def test_query_inside_hole_averages_fully_hidden_centres(request, test_noise, cr
     h = crop.size
     patch = 3
     problem = make_problem("inpainting", (h, h), hole=crop.hole)
-    B = problem.preinverse(pre)
+    problem.preinverse(pre)  # the pre-inverse under test exists for inpainting
     mask = problem.mask
     # Positions whose P×P window lies entirely in the hole: the hole shrunk by P//2.
     pats, _ = _window_patterns(mask, patch)

@@ -15,12 +15,7 @@ from lemmse.training import infer as infer_module
 SIGMAS = [0.1, 0.5]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(path, task="denoising", preinverse="identity"):

@@ -19,12 +19,7 @@ TINY = {"unet": {"channels": (8, 16), "norm_groups": 2}, "resnet": {"width": 8},
         "patchmlp": {"width": 16, "hidden": 16, "blocks": 1, "emb_dim": 8}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -5,7 +5,6 @@ status 2, no traceback, nothing written. ``--help`` of each subcommand documents
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 from lemmse import __version__

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from lemmse.errors import LemmseInputError
 from lemmse.figures import style
