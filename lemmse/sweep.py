@@ -15,6 +15,7 @@ scripts and the gather stage all read the same records, so a path is spelled in 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -161,12 +162,19 @@ def check_semantics(config: dict) -> None:
             if smoothed != (key in est):
                 raise LemmseInputError(f"config key estimators.{label}.{key}: required for kind smoothed and only there")
     train = config["training"]
+    if train["steps"] is not None and train["epochs"] is not None:
+        raise LemmseInputError(f"config key training: give steps ({train['steps']}) or epochs ({train['epochs']}), "
+                               "not both")
     if train["sigma_min"] > train["sigma_max"]:
         raise LemmseInputError(f"config key training.sigma_min: {train['sigma_min']} > training.sigma_max "
                                f"{train['sigma_max']}")
+    if train["sigma_sampling"] == "log-uniform" and train["sigma_min"] <= 0:
+        raise LemmseInputError(f"config key training.sigma_min: {train['sigma_min']} must be > 0 for "
+                               "training.sigma_sampling: log-uniform")
     for name, study in config["studies"].items():
         where = f"studies.{name}"
         _check_study(config, info, where, study)
+        _check_trained_on_train_split(meas["n_eval"], f"{where}.train_sizes", study["train_sizes"])
     mem = config["memorisation"]
     for i, problem in enumerate(mem["problems"]):
         _check_problem(config, f"memorisation.problems.{i}", problem)
@@ -181,6 +189,16 @@ def check_semantics(config: dict) -> None:
         _check_train_size(info, "variance.train_size", var["dataset"], var["train_size"])
         if var["images"] > info[var["dataset"]]["test_size"]:
             raise LemmseInputError(f"config key variance.images: {var['images']} exceeds the test split")
+
+
+def _check_trained_on_train_split(n_eval: int, where: str, train_sizes: Iterable[int]) -> None:
+    """The "train" split measurements (its first ``n_eval`` images) must all be training images of
+    every N, or the train/test comparison would score images a network never saw as "train"."""
+    small = [n for n in train_sizes if n < n_eval]
+    if small:
+        raise LemmseInputError(f"config key {where}: N = {min(small)} is below measurements.n_eval = {n_eval}; "
+                               f"the train-split images {min(small)}..{n_eval - 1} would not be training images "
+                               "(lower n_eval or raise N)")
 
 
 def _require_dataset(info: dict, where: str, name: str) -> None:
@@ -224,9 +242,11 @@ def _check_study(config: dict, info: dict, where: str, study: dict) -> None:
 # ------------------------------------------------------------------------------------------------
 
 def sigma_spec(training: Mapping[str, Any]) -> str:
-    """``0.05`` for a fixed training σ, ``0-1`` for a range (as lemmse.training names it)."""
-    lo, hi = training["sigma_min"], training["sigma_max"]
-    return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+    """``0.05`` for a fixed training σ, ``0-1`` for a range, ``0.005-1log`` for a log-uniform one
+    (:attr:`lemmse.training.config.TrainConfig.sigma_spec`)."""
+    from lemmse.training.config import format_sigma_spec
+
+    return format_sigma_spec(training["sigma_min"], training["sigma_max"], training.get("sigma_sampling", "uniform"))
 
 
 @dataclass(frozen=True)
@@ -405,7 +425,22 @@ def analytic_attrs(plan: "Plan", run: AnalyticRun) -> dict[str, Any]:
             "data_store": str(plan.data_store(run.dataset)), "train_images": f"first {run.train_size} of train"}
 
 
-def training_config(config: dict, task: str, preinverse: str, arch: str, patch: int):
+#: Steps of a network when the config gives neither ``training.steps`` nor ``training.epochs``.
+DEFAULT_STEPS = 1000
+
+
+def training_steps(training: Mapping[str, Any], train_size: int) -> int:
+    """Optimiser steps of a network trained on ``train_size`` images.
+
+    ``training.steps`` if given, else ``⌈epochs · N / batch_size⌉`` (at least 1): the paper trains
+    for a number of epochs, so its N = 100 networks take far fewer steps than its N = 50000 ones.
+    """
+    if training.get("epochs") is not None:
+        return max(1, math.ceil(training["epochs"] * train_size / training["batch_size"]))
+    return int(training["steps"]) if training.get("steps") is not None else DEFAULT_STEPS
+
+
+def training_config(config: dict, task: str, preinverse: str, arch: str, patch: int, train_size: int):
     """The :class:`lemmse.training.config.TrainConfig` of one network of the sweep."""
     from lemmse.training.config import TrainConfig
 
@@ -413,9 +448,11 @@ def training_config(config: dict, task: str, preinverse: str, arch: str, patch: 
     pre = preinverse_options(config, preinverse)
     return TrainConfig(task=task, preinverse=pre["preinverse"], lam=pre["lam"], **task_options(config, task),
                        arch=arch, patch=patch, preset=t["preset"], model_options=dict(t["model_options"].get(arch, {})),
-                       sigma_min=t["sigma_min"], sigma_max=t["sigma_max"], steps=t["steps"], batch_size=t["batch_size"],
-                       lr=t["lr"], lr_min=t["lr_min"], grad_clip=t["grad_clip"], ema_decay=t["ema_decay"],
-                       ema_start=t["ema_start"], checkpoint_every=t["checkpoint_every"], seed=config["seed"])
+                       sigma_min=t["sigma_min"], sigma_max=t["sigma_max"], sigma_sampling=t["sigma_sampling"],
+                       steps=training_steps(t, train_size),
+                       batch_size=t["batch_size"], lr=t["lr"], lr_min=t["lr_min"], weight_decay=t["weight_decay"],
+                       grad_clip=t["grad_clip"], ema_decay=t["ema_decay"], ema_start=t["ema_start"],
+                       ema_every=t["ema_every"], checkpoint_every=t["checkpoint_every"], seed=config["seed"])
 
 
 def estimator_options(config: dict, label: str) -> dict[str, Any]:

@@ -97,6 +97,11 @@ BAD = {
                                    "studies.noise.train_sizes"),
     "sigma range reversed": (lambda c: c["training"].update(sigma_min=0.5, sigma_max=0.2), "training.sigma_min"),
     "n_eval above the split": (lambda c: c["measurements"].update(n_eval=9), "measurements.n_eval"),
+    "n_eval above a study's N": (lambda c: c["studies"]["noise"].update(train_sizes=[1]), "studies.noise.train_sizes"),
+    "steps and epochs": (lambda c: c["training"].update(steps=10, epochs=2), "training"),
+    "log-uniform from zero": (lambda c: c["training"].update(sigma_min=0.0, sigma_sampling="log-uniform"),
+                              "training.sigma_min"),
+    "unknown sigma sampling": (lambda c: c["training"].update(sigma_sampling="gamma"), "training.sigma_sampling"),
     "eval set of another shape": (lambda c: c["datasets"].update(faces={"resolution": 12}), "studies.ood.eval_datasets"),
 }
 
@@ -121,3 +126,27 @@ def test_plan_records_are_deduplicated_and_paths_are_structured(tiny):
     # shards tile the (image, sigma) grid of every store
     for a in plan.analytics:
         assert plan.shards(a) == [(0, 0), (0, 1)]
+
+
+def test_epochs_set_each_networks_steps_from_its_training_set_size():
+    """steps = ceil(epochs · N / batch): the paper's dataset-size study trains small N for fewer steps."""
+    from lemmse.sweep import DEFAULT_STEPS, training_steps
+
+    assert training_steps({"epochs": 600, "batch_size": 256, "steps": None}, 100) == 235  # 600·100/256 = 234.4
+    assert training_steps({"epochs": 600, "batch_size": 256, "steps": None}, 50000) == 117188
+    assert training_steps({"epochs": 0.001, "batch_size": 256, "steps": None}, 10) == 1
+    assert training_steps({"epochs": None, "batch_size": 32, "steps": 77}, 10**6) == 77
+    assert training_steps({"epochs": None, "batch_size": 32, "steps": None}, 5) == DEFAULT_STEPS
+
+
+def test_training_config_carries_the_configured_budget(tiny):
+    from lemmse.sweep import training_config
+
+    config = copy.deepcopy(tiny)
+    config["training"].update(steps=None, epochs=4, weight_decay=1e-4, ema_every=3,
+                              sigma_min=0.01, sigma_sampling="log-uniform")
+    config = load_config(config)
+    tc = training_config(config, "denoising", "identity", "resnet", 3, 40)
+    assert (tc.steps, tc.weight_decay, tc.ema_every, tc.sigma_sampling) == (
+        -(-4 * 40 // config["training"]["batch_size"]), 1e-4, 3, "log-uniform")
+    assert tc.sigma_spec == "0.01-1log"
