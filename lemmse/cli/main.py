@@ -1,4 +1,4 @@
-"""The ``lemmse`` command: ``estimate``, ``data``, ``train``, ``infer``, ``bench`` subcommands.
+"""The ``lemmse`` command: ``estimate``, ``data``, ``train``, ``infer``, ``bench``, ``bench-train`` subcommands.
 
 Every input problem ends the same way: one line ``lemmse: error: <message>`` on stderr, exit
 status 2, no traceback, nothing written. ``--help`` of each subcommand documents every flag.
@@ -29,7 +29,7 @@ Run `lemmse COMMAND --help` for the flags of a command.
 
 def build_parser() -> ArgumentParser:
     """The top-level parser with its subcommands (importing no torch: ``--help`` stays fast)."""
-    from lemmse import bench
+    from lemmse import bench, bench_training
 
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -40,6 +40,7 @@ def build_parser() -> ArgumentParser:
     data_cmd.add_parser(sub)
     results_cmd.add_parser(sub)
     bench.add_parser(sub)
+    bench_training.add_parser(sub)
     figures_cmd.add_parser(sub)
     return parser
 
