@@ -1,0 +1,122 @@
+r"""Statistics on matched cells, with a bootstrap over images.
+
+A **cell** is one set of images that share every sweep coordinate (data set, evaluation data set,
+task, pre-inverse, architecture, P, N, estimator, s, σ, split — whichever of them the table has).
+Images of one cell are exchangeable, so a cell is summarised by one number, ``stat(values)`` (the
+mean PSNR in dB, a Spearman ρ, …), and a claim is a function ``T`` of the cell summaries that
+compares cells only along the axis it is about (σ, P, N, the architecture, the split, …).
+
+Uncertainty: the stratified bootstrap. Replicate ``b`` resamples the images of every cell with
+replacement (independently per cell), recomputes every cell summary and then ``T``; the 95 %
+interval is the 2.5 and 97.5 percentiles of ``T`` over replicates. Each cell draws from its own
+generator, seeded by ``(seed, crc32(claim id), crc32(cell key))``, so a cell's replicates do not
+depend on which other cells the table holds: adding unmatched rows changes neither the value nor
+the interval of a claim.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+class NotCovered(Exception):
+    """Raised inside a check when the tables lack what the claim needs (the message says what)."""
+
+
+@dataclass(frozen=True)
+class Cells:
+    """Cell summaries: ``point`` (one value per cell, indexed by the cell keys) and ``boot``
+    (replicates × cells, same columns as ``point``'s index)."""
+
+    point: pd.Series
+    boot: pd.DataFrame
+
+
+def mean_stat(values: np.ndarray) -> np.ndarray:
+    """Mean of the first column over images: ``(..., n, k) -> (...)``."""
+    return values[..., 0].mean(axis=-1)
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    from scipy.stats import rankdata
+
+    return rankdata(x, axis=-1)
+
+
+def spearman_stat(values: np.ndarray) -> np.ndarray:
+    r"""Spearman ρ between columns 0 and 1 over images (average ranks for ties), ``(..., n, 2) -> (...)``.
+
+    ρ = Pearson correlation of the ranks; NaN where one column is constant.
+    """
+    a, b = _ranks(values[..., 0]), _ranks(values[..., 1])
+    a = a - a.mean(axis=-1, keepdims=True)
+    b = b - b.mean(axis=-1, keepdims=True)
+    den = np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (a * b).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _seed(*parts: object) -> list[int]:
+    return [zlib.crc32(repr(p).encode()) for p in parts]
+
+
+def cell_summaries(df: pd.DataFrame, keys: Sequence[str], columns: Sequence[str], *, claim: str, reps: int,
+                   seed: int, stat: Callable[[np.ndarray], np.ndarray] = mean_stat, min_images: int = 1) -> Cells:
+    """Summarise the images of each cell of ``df`` (grouped by ``keys``) with ``stat`` over ``columns``.
+
+    Rows with a NaN in ``columns`` are dropped; cells with fewer than ``min_images`` images are left
+    out. Raises :class:`NotCovered` if no cell remains.
+    """
+    keys = list(keys)
+    sub = df.dropna(subset=list(columns))
+    point, boot = {}, {}
+    for key, group in sub.groupby(keys, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        values = group[list(columns)].to_numpy(dtype=np.float64)
+        n = len(values)
+        if n < min_images:
+            continue
+        point[key] = float(stat(values[None])[0])
+        rng = np.random.default_rng([seed, *_seed(claim, key)])
+        boot[key] = stat(values[rng.integers(0, n, size=(reps, n))])
+    if not point:
+        raise NotCovered(f"no cell with {min_images} or more images having {', '.join(columns)}")
+    index = pd.MultiIndex.from_tuples(list(point), names=keys)
+    return Cells(pd.Series(list(point.values()), index=index, dtype=np.float64),
+                 pd.DataFrame(np.stack(list(boot.values()), axis=1), columns=index))
+
+
+def bootstrap(cells: Cells, T: Callable[[pd.Series], float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(T(point), low, high)``: the claim statistic and its percentile bootstrap interval."""
+    value = float(T(cells.point))
+    reps = np.array([T(row) for _, row in cells.boot.iterrows()], dtype=np.float64)
+    reps = reps[np.isfinite(reps)]
+    if reps.size == 0:
+        return value, np.nan, np.nan
+    alpha = (1.0 - level) / 2.0
+    return value, float(np.quantile(reps, alpha)), float(np.quantile(reps, 1.0 - alpha))
+
+
+def ends(s: pd.Series, level: str) -> pd.DataFrame:
+    """For each group of ``s`` (all index levels but ``level``): the values at the smallest and the
+    largest ``level`` that group holds (columns ``first``, ``last``; ``first_at``, ``last_at`` say
+    where). Groups with fewer than two values of ``level`` are dropped (nothing to compare)."""
+    table = s.unstack(level).sort_index(axis=1)
+    present = table.notna()
+    keep = present.sum(axis=1) >= 2
+    table, present = table[keep], present[keep]
+    return pd.DataFrame({"first": table.bfill(axis=1).iloc[:, 0] if len(table.columns) else [],
+                         "last": table.ffill(axis=1).iloc[:, -1] if len(table.columns) else [],
+                         "first_at": present.idxmax(axis=1) if len(table) else [],
+                         "last_at": present.iloc[:, ::-1].idxmax(axis=1) if len(table) else []}, index=table.index)
+
+
+def groups_with(s: pd.Series, level: str, at_least: int = 2) -> pd.Series:
+    """``s`` restricted to groups (all levels but ``level``) holding ``at_least`` values of ``level``."""
+    others = [n for n in s.index.names if n != level]
+    counts = s.groupby(level=others).transform("count")
+    return s[counts >= at_least]
