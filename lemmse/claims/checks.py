@@ -18,7 +18,7 @@ import pandas as pd
 
 from lemmse.claims.core import (DENSITY_IMAGE, DENSITY_PATCH, EST_CONFIG, MASS, NET_CONFIG, PATCHWORK, Inputs,
                                 Outcome, claim, outcome)
-from lemmse.claims.stats import Cells, NotCovered, bootstrap, cell_summaries, ends, mean_stat, spearman_stat
+from lemmse.claims.stats import Cells, NotCovered, bootstrap, cell_summaries, ends, mean_stat, others, spearman_stat
 
 MCELL = (*NET_CONFIG, "sigma", "split")
 ACELL = (*EST_CONFIG, "sigma", "split")
@@ -58,11 +58,12 @@ def _cells(inp: Inputs, df: pd.DataFrame, keys: Sequence[str], columns: Sequence
     return cell_summaries(df, keys, columns, claim=cid, reps=s.reps, seed=s.seed, stat=stat, min_images=min_images)
 
 
-def _boot(inp: Inputs, cells: Cells, T: Callable[[pd.Series], float]) -> tuple[float, float, float]:
-    value = T(cells.point)
+def _boot(inp: Inputs, cells: Cells, per_group: Callable[[pd.Series], pd.Series],
+          reduce: str) -> tuple[float, float, float]:
+    value, low, high = bootstrap(cells, per_group, reduce, inp.settings.level)
     if not np.isfinite(value):
         raise NotCovered("no cells to compare along the axis of the claim")
-    return bootstrap(cells, T, inp.settings.level)
+    return value, low, high
 
 
 def _other(levels: Sequence[str], *drop: str) -> list[str]:
@@ -74,28 +75,20 @@ def _name(key, names: Sequence[str], skip: Sequence[str] = ("eval_dataset", "est
     return ", ".join(f"{n}={v}" for n, v in zip(names, key) if n not in skip)
 
 
-def _at_ends(s: pd.Series, level: str) -> pd.DataFrame:
-    """:func:`ends` of ``s`` along ``level``; NaN-only when no group holds two values."""
-    return ends(s, level)
+def _same(x: pd.Series) -> pd.Series:
+    return x
 
 
-def _min(x: pd.Series) -> float:
-    return float(x.min()) if len(x) else np.nan
-
-
-def _max(x: pd.Series) -> float:
-    return float(x.max()) if len(x) else np.nan
-
-
-def _median(x: pd.Series) -> float:
-    return float(x.median()) if len(x) else np.nan
+def _split_gap(x: pd.Series) -> pd.Series:
+    """train − test, per group of every other level."""
+    return (x.xs("train", level="split") - x.xs("test", level="split")).dropna()
 
 
 # ---------------------------------------------------------------------------------------- agreement
 def _agreement(inp: Inputs, cid: str, m: pd.DataFrame) -> Outcome:
     thr = inp.settings.agreement_db
     cells = _cells(inp, m, MCELL, ["psnr_net_est"], cid)
-    value, lo, hi = _boot(inp, cells, _min)
+    value, lo, hi = _boot(inp, cells, _same, "min")
     curves = cells.point.groupby(level=_other(MCELL, "sigma")).min()
     worst = cells.point.idxmin()
     return outcome(f"lowest, over every (configuration, split) and σ, of the mean PSNR(net, LE-MMSE) over images; "
@@ -126,7 +119,7 @@ def agreement_64(inp: Inputs) -> Outcome:
 def often_30(inp: Inputs) -> Outcome:
     s = inp.settings
     cells = _cells(inp, _net(inp), MCELL, ["psnr_net_est"], "often_30")
-    value, lo, hi = _boot(inp, cells, lambda x: float((x > s.often_db).mean()))
+    value, lo, hi = _boot(inp, cells, lambda x: (x > s.often_db).astype(float), "mean")
     most = float((cells.point > s.agreement_db).mean())
     return outcome(f"share of (configuration, σ, split) cells whose mean PSNR(net, LE-MMSE) is > {s.often_db:g} dB; "
                    f"holds if ≥ {s.often_share:g} (our reading of 'often') and the share > {s.agreement_db:g} dB is "
@@ -143,14 +136,12 @@ def train_test_gap(inp: Inputs) -> Outcome:
         raise NotCovered("needs train and test images")
     cells = _cells(inp, m, MCELL, ["psnr_net_est"], "train_test_gap")
 
-    def T(x: pd.Series) -> float:
-        gap = (x.xs("train", level="split") - x.xs("test", level="split")).dropna()
-        e = _at_ends(gap, "sigma")
-        return _min(np.minimum(e["first"], e["first"] - e["last"])) if len(e) else np.nan
+    def per(x: pd.Series) -> pd.Series:
+        e = ends(_split_gap(x), "sigma")
+        return np.minimum(e["first"], e["first"] - e["last"])
 
-    value, lo, hi = _boot(inp, cells, T)
-    gap = (cells.point.xs("train", level="split") - cells.point.xs("test", level="split")).dropna()
-    e = _at_ends(gap, "sigma")
+    value, lo, hi = _boot(inp, cells, per, "min")
+    e = ends(_split_gap(cells.point), "sigma")
     return outcome("per configuration, the gap g(σ) = mean PSNR(net, LE-MMSE) train − test; statistic: the lowest, "
                    "over configurations, of min(g(σ_min), g(σ_min) − g(σ_max)); holds if > 0 (a positive gap, "
                    "larger at the smallest σ than at the largest)", value, lo, hi, value > 0,
@@ -166,7 +157,7 @@ def density(inp: Inputs) -> Outcome:
         raise NotCovered(f"no {DENSITY_PATCH} values (the paper's density convention) in the metrics")
     keys = _other(MCELL, "split")  # within one σ; train and test images pooled (Fig. 6)
     cells = _cells(inp, m, keys, ["psnr_net_est", DENSITY_PATCH], "density", stat=spearman_stat, min_images=3)
-    value, lo, hi = _boot(inp, cells, lambda x: _median(x.dropna()))
+    value, lo, hi = _boot(inp, cells, _same, "median")
     extra = ""
     if DENSITY_IMAGE in m.columns and m[DENSITY_IMAGE].notna().any():
         img = _cells(inp, m, keys, ["psnr_net_est", DENSITY_IMAGE], "density_image", stat=spearman_stat,
@@ -190,15 +181,13 @@ def small_patches_agree(inp: Inputs) -> Outcome:
     cells = _cells(inp, m, MCELL, ["psnr_net_est"], "small_patches_agree")
 
     def diffs(x: pd.Series) -> pd.Series:
-        e = _at_ends(x, "patch")
+        e = ends(x, "patch")
         if e.empty:
             return pd.Series(dtype=float)
-        d = (e["first"] - e["last"]).rename("d").reset_index()
-        groups = _other(MCELL, "patch", "sigma")
-        low = d.loc[d.groupby(groups)["sigma"].idxmin()]
-        return low.set_index(groups)["d"]
+        d = (e["first"] - e["last"]).rename("d")
+        return ends(d, "sigma")["first"]  # at each configuration's smallest σ
 
-    value, lo, hi = _boot(inp, cells, lambda x: _min(diffs(x)))
+    value, lo, hi = _boot(inp, cells, diffs, "min")
     d = diffs(cells.point)
     return outcome("per matched configuration at its smallest σ on test images: mean PSNR(net, LE-MMSE) at the "
                    "smallest P minus at the largest P; statistic: the lowest over configurations; holds if > 0",
@@ -212,12 +201,12 @@ def density_vs_patch(inp: Inputs) -> Outcome:
     a = _lemmse(inp, DENSITY_PATCH)
     cells = _cells(inp, a, ACELL, [DENSITY_PATCH], "density_vs_patch")
 
-    def T(x: pd.Series) -> float:
-        e = _at_ends(x, "patch")
-        return _min(e["last"] - e["first"])
+    def per(x: pd.Series) -> pd.Series:
+        e = ends(x, "patch")
+        return e["last"] - e["first"]
 
-    value, lo, hi = _boot(inp, cells, T)
-    e = _at_ends(cells.point, "patch")
+    value, lo, hi = _boot(inp, cells, per, "min")
+    e = ends(cells.point, "patch")
     return outcome("per (configuration, σ, split): mean paper-convention patch −log p at the largest P minus at the "
                    "smallest P; statistic: the lowest over cells; holds if > 0 (patches sparser for larger P)",
                    value, lo, hi, value > 0, f"{int((e['last'] > e['first']).sum())} of {len(e)} cells sparser at the "
@@ -237,10 +226,14 @@ def patch_vs_sigma(inp: Inputs) -> Outcome:
         table = x.unstack("patch")
         table = table[table.notna().sum(axis=1) >= 2]
         if table.empty:
-            return pd.DataFrame(columns=["first", "last"])
-        return _at_ends(table.idxmax(axis=1).astype(float), "sigma")
+            return pd.DataFrame(columns=["first", "last", "first_at", "last_at"])
+        return ends(table.idxmax(axis=1).astype(float), "sigma")
 
-    value, lo, hi = _boot(inp, cells, lambda x: _min(best(x)["last"] - best(x)["first"]))
+    def per(x: pd.Series) -> pd.Series:
+        b = best(x)
+        return b["last"] - b["first"]
+
+    value, lo, hi = _boot(inp, cells, per, "min")
     b = best(cells.point)
     detail = "; ".join(f"{_name(k, b.index.names)}: best P = {r['first']:g} at σ = {r['first_at']:g}, "
                        f"{r['last']:g} at σ = {r['last_at']:g}" for k, r in b.iterrows())
@@ -258,12 +251,8 @@ def train_blowup(inp: Inputs) -> Outcome:
         raise NotCovered("needs LE-MMSE rows on train and test images")
     cells = _cells(inp, a, ACELL, ["psnr_est_truth"], "train_blowup")
 
-    def first_gap(x: pd.Series) -> pd.DataFrame:
-        gap = (x.xs("train", level="split") - x.xs("test", level="split")).dropna()
-        return _at_ends(gap, "sigma")
-
-    value, lo, hi = _boot(inp, cells, lambda x: _min(first_gap(x)["first"]))
-    e = first_gap(cells.point)
+    value, lo, hi = _boot(inp, cells, lambda x: ends(_split_gap(x), "sigma")["first"], "min")
+    e = ends(_split_gap(cells.point), "sigma")
     return outcome("per configuration: mean PSNR(LE-MMSE, truth) on train minus on test images at the smallest σ; "
                    f"statistic: the lowest over configurations; holds if ≥ {thr:g} dB", value, lo, hi, value >= thr,
                    f"median gap {e['first'].median():.1f} dB at the smallest σ, {e['last'].median():.1f} dB at the "
@@ -281,13 +270,10 @@ def mass_few(inp: Inputs) -> Outcome:
     thr = inp.settings.few_patches
     cells = _cells(inp, _mass(inp), ACELL, [MASS], "mass_few")
 
-    def T(x: pd.Series) -> float:
-        return _max(_at_ends(x, "sigma")["first"])
-
-    value, lo, hi = _boot(inp, cells, T)
+    value, lo, hi = _boot(inp, cells, lambda x: ends(x, "sigma")["first"], "max")
     return outcome("per (configuration, split): mean over images of the 99 %-mass count averaged over observed "
                    f"pixels, at the smallest σ; statistic: the largest over configurations; holds if ≤ {thr:g}",
-                   value, lo, hi, value <= thr, f"{len(_at_ends(cells.point, 'sigma'))} configurations",
+                   value, lo, hi, value <= thr, f"{len(ends(cells.point, 'sigma'))} configurations",
                    len(cells.point))
 
 
@@ -297,27 +283,28 @@ def mass_grows(inp: Inputs) -> Outcome:
     thr = inp.settings.mass_growth
     cells = _cells(inp, _mass(inp), ACELL, [MASS], "mass_grows")
 
-    def T(x: pd.Series) -> float:
-        e = _at_ends(x, "sigma")
-        return _min(e["last"] / e["first"])
+    def per(x: pd.Series) -> pd.Series:
+        e = ends(x, "sigma")
+        return e["last"] / e["first"]
 
-    value, lo, hi = _boot(inp, cells, T)
+    value, lo, hi = _boot(inp, cells, per, "min")
     return outcome("per (configuration, split): observed-pixel 99 %-mass count at the largest σ over that at the "
                    f"smallest σ (means over images); statistic: the lowest over configurations; holds if ≥ {thr:g}",
                    value, lo, hi, value >= thr, "", len(cells.point))
 
 
 def _slopes(x: pd.Series) -> pd.DataFrame:
-    """Per group: the steepest step of log10(mass) against log10(σ) and the σ it ends at."""
+    """Per group: the steepest step of log10(mass) against log10(σ) between neighbouring σ of the
+    grid (``slope``) and the σ that step ends at (``sigma_c``)."""
     table = x.unstack("sigma").sort_index(axis=1)
-    table = table[table.notna().sum(axis=1) >= 2]
-    rows = []
-    for key, row in table.iterrows():
-        row = row.dropna()
-        slope = np.diff(np.log10(row.to_numpy())) / np.diff(np.log10(row.index.to_numpy(dtype=float)))
-        i = int(np.nanargmax(slope)) if np.isfinite(slope).any() else 0
-        rows.append((slope[i], row.index[i + 1]))
-    return pd.DataFrame(rows, columns=["slope", "sigma_c"], index=table.index)
+    logs = np.log10(table.to_numpy(dtype=np.float64))
+    logsig = np.log10(table.columns.to_numpy(dtype=np.float64))
+    slope = np.diff(logs, axis=1) / np.diff(logsig)[None, :]
+    keep = np.isfinite(slope).any(axis=1)
+    slope, index = slope[keep], table.index[keep]
+    best = np.nanargmax(np.where(np.isfinite(slope), slope, -np.inf), axis=1) if len(slope) else np.zeros(0, int)
+    return pd.DataFrame({"slope": slope[np.arange(len(best)), best], "sigma_c": table.columns.to_numpy()[best + 1]},
+                        index=index)
 
 
 @claim("critical_sigma", "There is a critical value of σ where the number of contributing patches starts to "
@@ -325,7 +312,7 @@ def _slopes(x: pd.Series) -> pd.DataFrame:
 def critical_sigma(inp: Inputs) -> Outcome:
     thr = inp.settings.critical_slope
     cells = _cells(inp, _mass(inp), ACELL, [MASS], "critical_sigma")
-    value, lo, hi = _boot(inp, cells, lambda x: _min(_slopes(x)["slope"]))
+    value, lo, hi = _boot(inp, cells, lambda x: _slopes(x)["slope"], "min")
     sl = _slopes(cells.point)
     return outcome("per (configuration, split): the steepest step of log10(mass) against log10(σ) between "
                    f"neighbouring σ; statistic: the lowest over configurations of that slope; holds if ≥ {thr:g}; "
@@ -349,9 +336,9 @@ def deconvolution_pinv_mass(inp: Inputs) -> Outcome:
 
     def ratios(x: pd.Series) -> pd.Series:
         r = (x.xs("pinv", level="kind") / x.xs("identity", level="kind")).dropna()
-        return r.groupby(level=_other(keys, "kind", "sigma")).median() if len(r) else r
+        return r.groupby(level=others(r, "sigma")).median() if len(r) else r
 
-    value, lo, hi = _boot(inp, cells, lambda x: _min(ratios(x)))
+    value, lo, hi = _boot(inp, cells, ratios, "min")
     r = (cells.point.xs("pinv", level="kind") / cells.point.xs("identity", level="kind")).dropna()
     return outcome("per matched (configuration, σ, split): mass with B = A⁺ over mass with B = I (observed-pixel "
                    "99 %-mass, means over images); statistic: the lowest, over configurations, of the median ratio "
@@ -368,11 +355,11 @@ def patchwork_dissolves(inp: Inputs) -> Outcome:
         raise NotCovered(f"no patchwork column ({' or '.join(PATCHWORK)}) in the analytic table")
     cells = _cells(inp, _lemmse(inp, column), ACELL, [column], "patchwork_dissolves")
 
-    def T(x: pd.Series) -> float:
-        e = _at_ends(x, "sigma")
-        return _max(e["last"] - e["first"])
+    def per(x: pd.Series) -> pd.Series:
+        e = ends(x, "sigma")
+        return e["last"] - e["first"]
 
-    value, lo, hi = _boot(inp, cells, T)
+    value, lo, hi = _boot(inp, cells, per, "max")
     what = ("share of pixels whose source is a single training patch holding ≥ 50 % of the weight"
             if column == "source_share" else "number of distinct training images that are a single-patch source")
     return outcome(f"per (configuration, split): mean {what} ({column}) at the largest σ minus at the smallest σ; "
@@ -399,9 +386,9 @@ def _smoothing(inp: Inputs, cid: str, value: str, words: str) -> Outcome:
     cells = _cells(inp, j, MCELL, ["delta"], cid)
 
     def per_s(x: pd.Series) -> pd.Series:
-        return x.groupby(level="smoothing").median()
+        return x.groupby(level=[n for n in ("rep", "smoothing") if n in x.index.names]).median()
 
-    out, lo, hi = _boot(inp, cells, lambda x: _min(per_s(x)))
+    out, lo, hi = _boot(inp, cells, per_s, "min")
     rule = (f"s = {s_fixed:g}, fixed in the settings" if s_fixed is not None
             else "every s of the sweep, each must hold")
     return outcome(f"per matched (configuration, σ, split), paired by image: mean change of {words} from the "
@@ -438,8 +425,7 @@ def _memorisation(inp: Inputs, cid: str, estimator: str, memorises: bool) -> Out
     groups = _other(MEM_KEYS, "sigma")
     t = t[t["sigma"] == t.groupby(groups)["sigma"].transform("min")]  # the smallest σ of each configuration
     cells = _cells(inp, t, MEM_KEYS, ["distance", "truth_distance"], cid, stat=_ratio_of_medians)
-    T = _max if memorises else _min
-    value, lo, hi = _boot(inp, cells, T)
+    value, lo, hi = _boot(inp, cells, _same, "max" if memorises else "min")
     ok = value < thr if memorises else value >= thr
     side = f"the largest over configurations; holds if < {thr:g}" if memorises else \
         f"the smallest over configurations; holds if ≥ {thr:g}"
@@ -494,7 +480,7 @@ def emmse_invertible(inp: Inputs) -> Outcome:
     thr = inp.settings.coincide_db
     t = _emmse_pairs(inp, ["deconvolution"])
     cells = _cells(inp, t, PAIR_KEYS, ["psnr"], "emmse_invertible")
-    value, lo, hi = _boot(inp, cells, _min)
+    value, lo, hi = _boot(inp, cells, _same, "min")
     return outcome("PSNR between the E-MMSE with B = I and with B = A⁺ on the same y (deconvolution: an invertible "
                    f"circular blur), mean over images per (σ, split); statistic: the lowest cell; holds if ≥ {thr:g} dB",
                    value, lo, hi, value >= thr, "", len(cells.point))
@@ -506,7 +492,7 @@ def emmse_not_invertible(inp: Inputs) -> Outcome:
     thr = inp.settings.coincide_db
     t = _emmse_pairs(inp, ["inpainting"])
     cells = _cells(inp, t, PAIR_KEYS, ["psnr"], "emmse_not_invertible")
-    value, lo, hi = _boot(inp, cells, _max)
+    value, lo, hi = _boot(inp, cells, _same, "max")
     return outcome("PSNR between the E-MMSE with B = I and with B = A⁺ on the same y (inpainting: A not invertible), "
                    f"mean over images per (σ, split); statistic: the highest cell; holds if < {thr:g} dB (they differ "
                    "at every σ)", value, lo, hi, value < thr, "", len(cells.point))
@@ -526,7 +512,7 @@ def architectures(inp: Inputs) -> Outcome:
     if t.empty:
         raise NotCovered("no in-distribution pair of architectures")
     cells = _cells(inp, t, NETPAIR_KEYS, ["psnr"], "architectures")
-    value, lo, hi = _boot(inp, cells, _min)
+    value, lo, hi = _boot(inp, cells, _same, "min")
     per = cells.point.groupby(level=["arch_a", "arch_b"]).median()
     return outcome("PSNR between two architectures' outputs on the same y (same data, task, B, P, N), mean over "
                    f"images per (σ, split); statistic: the lowest cell; holds if > {thr:g} dB (the level the paper "
@@ -541,15 +527,13 @@ def architectures(inp: Inputs) -> Outcome:
 def dataset_size_limited(inp: Inputs) -> Outcome:
     thr = inp.settings.spread_db
     cells = _cells(inp, _net(inp), MCELL, ["psnr_net_est"], "dataset_size_limited")
-    groups = _other(MCELL, "train_size")
-
     def spread(x: pd.Series) -> pd.Series:
-        g = x.groupby(level=groups)
+        g = x.groupby(level=others(x, "train_size"))
         return (g.max() - g.min())[g.count() >= 2]
 
     if spread(cells.point).empty:
         raise NotCovered("no configuration with two or more training-set sizes")
-    value, lo, hi = _boot(inp, cells, lambda x: _max(spread(x)))
+    value, lo, hi = _boot(inp, cells, spread, "max")
     return outcome("per matched (configuration without N, σ, split): spread (max − min over N) of the mean "
                    f"PSNR(net, LE-MMSE); statistic: the largest spread; holds if ≤ {thr:g} dB", value, lo, hi,
                    value <= thr, f"{len(spread(cells.point))} cells", len(cells.point))
@@ -559,27 +543,27 @@ def dataset_size_limited(inp: Inputs) -> Outcome:
 def dataset_size_improves(inp: Inputs) -> Outcome:
     cells = _cells(inp, _net(inp), MCELL, ["psnr_net_est"], "dataset_size_improves")
 
-    def T(x: pd.Series) -> float:
-        e = _at_ends(x, "train_size")
-        return _median(e["last"] - e["first"])
+    def per(x: pd.Series) -> pd.Series:
+        e = ends(x, "train_size")
+        return e["last"] - e["first"]
 
-    if _at_ends(cells.point, "train_size").empty:
+    if ends(cells.point, "train_size").empty:
         raise NotCovered("no configuration with two or more training-set sizes")
-    value, lo, hi = _boot(inp, cells, T)
+    value, lo, hi = _boot(inp, cells, per, "median")
     return outcome("per matched (configuration without N, σ, split): mean PSNR(net, LE-MMSE) at the largest N minus "
                    "at the smallest; statistic: the median over cells; holds if > 0", value, lo, hi, value > 0, "",
                    len(cells.point))
 
 
 # -------------------------------------------------------------------------------------------- OOD
-def _ood_gap(x: pd.Series) -> pd.DataFrame:
+def _ood_gap(x: pd.Series) -> pd.Series:
     """In-distribution minus OOD mean agreement, per (network configuration, OOD data set, σ, split)."""
+    names = list(x.index.names)
     frame = x.rename("v").reset_index()
     ind = frame[frame["eval_dataset"] == frame["dataset"]].drop(columns="eval_dataset")
     ood = frame[frame["eval_dataset"] != frame["dataset"]]
-    on = _other(MCELL, "eval_dataset")
-    j = ood.merge(ind, on=on, suffixes=("", "_ind"))
-    return j.assign(gap=j["v_ind"] - j["v"]).set_index(list(MCELL))
+    j = ood.merge(ind, on=others(x, "eval_dataset"), suffixes=("", "_ind"))
+    return j.assign(gap=j["v_ind"] - j["v"]).set_index(names)["gap"]
 
 
 def _ood_cells(inp: Inputs, cid: str) -> Cells:
@@ -598,12 +582,12 @@ def _ood_cells(inp: Inputs, cid: str) -> Cells:
 def ood_gap_shrinks(inp: Inputs) -> Outcome:
     cells = _ood_cells(inp, "ood_gap_shrinks")
 
-    def T(x: pd.Series) -> float:
-        e = _at_ends(_ood_gap(x)["gap"], "sigma")
-        return _min(np.minimum(e["first"], e["first"] - e["last"]))
+    def per(x: pd.Series) -> pd.Series:
+        e = ends(_ood_gap(x), "sigma")
+        return np.minimum(e["first"], e["first"] - e["last"])
 
-    value, lo, hi = _boot(inp, cells, T)
-    e = _at_ends(_ood_gap(cells.point)["gap"], "sigma")
+    value, lo, hi = _boot(inp, cells, per, "min")
+    e = ends(_ood_gap(cells.point), "sigma")
     return outcome("per network and OOD data set: gap = mean PSNR(net, LE-MMSE) in-distribution − OOD, per (σ, "
                    "split); statistic: the lowest, over networks, of min(gap(σ_min), gap(σ_min) − gap(σ_max)); "
                    "holds if > 0", value, lo, hi, value > 0,
@@ -617,11 +601,11 @@ def ood_high_sigma(inp: Inputs) -> Outcome:
     thr = inp.settings.agreement_db
     cells = _ood_cells(inp, "ood_high_sigma")
 
-    def T(x: pd.Series) -> float:
+    def per(x: pd.Series) -> pd.Series:
         ood = x[x.index.get_level_values("eval_dataset") != x.index.get_level_values("dataset")]
-        return _min(_at_ends(ood, "sigma")["last"])
+        return ends(ood, "sigma")["last"]
 
-    value, lo, hi = _boot(inp, cells, T)
+    value, lo, hi = _boot(inp, cells, per, "min")
     return outcome("mean OOD PSNR(net, LE-MMSE) at the largest σ, per (network, OOD data set, split); statistic: the "
                    f"lowest; holds if > {thr:g} dB (the paper's number is lost from its text; its headline level)",
                    value, lo, hi, value > thr, "", len(cells.point))

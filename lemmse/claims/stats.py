@@ -90,15 +90,48 @@ def cell_summaries(df: pd.DataFrame, keys: Sequence[str], columns: Sequence[str]
                  pd.DataFrame(np.stack(list(boot.values()), axis=1), columns=index))
 
 
-def bootstrap(cells: Cells, T: Callable[[pd.Series], float], level: float = 0.95) -> tuple[float, float, float]:
-    """``(T(point), low, high)``: the claim statistic and its percentile bootstrap interval."""
-    value = float(T(cells.point))
-    reps = np.array([T(row) for _, row in cells.boot.iterrows()], dtype=np.float64)
+REDUCERS = ("min", "max", "median", "mean")
+
+
+def _reduce(values: pd.Series, how: str) -> float:
+    values = values.dropna()
+    return float(getattr(values, how)()) if len(values) else np.nan
+
+
+def bootstrap(cells: Cells, per_group: Callable[[pd.Series], pd.Series], reduce: str,
+              level: float = 0.95) -> tuple[float, float, float]:
+    """``(value, low, high)`` of the claim statistic ``reduce(per_group(cell summaries))``.
+
+    ``per_group`` maps the cell summaries to one number per compared group (it must keep any index
+    level it does not compare along, so that it works unchanged on the replicates, which carry an
+    extra level ``rep``); ``reduce`` (min, max, median or mean) turns those into the statistic.
+    ``low``/``high``: the percentile interval of the statistic over bootstrap replicates.
+    """
+    if reduce not in REDUCERS:
+        raise ValueError(f"reduce must be one of {REDUCERS}, got {reduce!r}")
+    value = _reduce(per_group(cells.point), reduce)
+    long = _long(cells.boot)
+    reps = per_group(long).dropna().groupby(level="rep").agg(reduce).to_numpy(dtype=np.float64)
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return value, np.nan, np.nan
     alpha = (1.0 - level) / 2.0
     return value, float(np.quantile(reps, alpha)), float(np.quantile(reps, 1.0 - alpha))
+
+
+def _long(boot: pd.DataFrame) -> pd.Series:
+    """Replicates × cells as one Series indexed by (``rep``, *cell keys), built from codes (fast)."""
+    reps, n = boot.shape
+    cols = boot.columns
+    index = pd.MultiIndex(levels=[np.arange(reps), *cols.levels],
+                          codes=[np.repeat(np.arange(reps), n), *[np.tile(c, reps) for c in cols.codes]],
+                          names=["rep", *cols.names])
+    return pd.Series(boot.to_numpy(dtype=np.float64).ravel(), index=index)
+
+
+def others(s: pd.Series, *drop: str) -> list[str]:
+    """The index levels of ``s`` but ``drop`` (the group a comparison along ``drop`` keeps)."""
+    return [n for n in s.index.names if n not in drop]
 
 
 def ends(s: pd.Series, level: str) -> pd.DataFrame:
@@ -113,10 +146,3 @@ def ends(s: pd.Series, level: str) -> pd.DataFrame:
                          "last": table.ffill(axis=1).iloc[:, -1] if len(table.columns) else [],
                          "first_at": present.idxmax(axis=1) if len(table) else [],
                          "last_at": present.iloc[:, ::-1].idxmax(axis=1) if len(table) else []}, index=table.index)
-
-
-def groups_with(s: pd.Series, level: str, at_least: int = 2) -> pd.Series:
-    """``s`` restricted to groups (all levels but ``level``) holding ``at_least`` values of ``level``."""
-    others = [n for n in s.index.names if n != level]
-    counts = s.groupby(level=others).transform("count")
-    return s[counts >= at_least]
