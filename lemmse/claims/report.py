@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -42,13 +42,19 @@ def compute_claims(metrics: pd.DataFrame, analytic: pd.DataFrame, *,
                    variance: Mapping[str, str | os.PathLike] | None = None, netpairs: pd.DataFrame | None = None,
                    estimator_pairs: pd.DataFrame | None = None, memorisation: pd.DataFrame | None = None,
                    timings: pd.DataFrame | None = None, resolutions: Mapping[str, int] | None = None,
-                   preinverses: Mapping[str, Any] | None = None, settings: Settings | None = None) -> pd.DataFrame:
+                   preinverses: Mapping[str, Any] | None = None, settings: Settings | None = None,
+                   only: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per claim (``COLUMNS``); ``verdict`` is one of ``VERDICTS``.
 
     ``variance`` maps a task to its fig4 variance store; ``preinverses`` maps a pre-inverse label to
     its kind (a string, or the config's ``{kind: ..., lam: ...}``). Absent inputs make the claims
-    that need them "not covered", with the reason.
+    that need them "not covered", with the reason. ``only``: the ids of the claims to compute
+    (default all).
     """
+    known = [c.id for c in REGISTRY]
+    unknown = sorted(set(only or ()) - set(known))
+    if unknown:
+        raise ValueError(f"unknown claim id(s) {', '.join(unknown)}; known: {', '.join(known)}")
     kinds = {label: (spec["kind"] if isinstance(spec, Mapping) else str(spec))
              for label, spec in (preinverses or {"identity": "identity", "pinv": "pinv"}).items()}
     inp = Inputs(metrics=metrics, analytic=analytic, netpairs=netpairs, estimator_pairs=estimator_pairs,
@@ -57,6 +63,8 @@ def compute_claims(metrics: pd.DataFrame, analytic: pd.DataFrame, *,
                  resolutions=dict(resolutions or {}), preinverses=kinds, settings=settings or Settings())
     rows = []
     for c in REGISTRY:
+        if only is not None and c.id not in only:
+            continue
         try:
             out = c.check(inp)
             rows.append(dict(id=c.id, claim=c.text, where=c.where, statistic=out.statistic, value=out.value,

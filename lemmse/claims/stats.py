@@ -110,8 +110,12 @@ def bootstrap(cells: Cells, per_group: Callable[[pd.Series], pd.Series], reduce:
     if reduce not in REDUCERS:
         raise ValueError(f"reduce must be one of {REDUCERS}, got {reduce!r}")
     value = _reduce(per_group(cells.point), reduce)
-    long = _long(cells.boot)
-    reps = per_group(long).dropna().groupby(level="rep").agg(reduce).to_numpy(dtype=np.float64)
+    if not np.isfinite(value):
+        return value, np.nan, np.nan
+    groups = per_group(_long(cells.boot)).dropna()
+    if "rep" not in groups.index.names or groups.empty:
+        return value, np.nan, np.nan
+    reps = groups.groupby(level="rep").agg(reduce).to_numpy(dtype=np.float64)
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return value, np.nan, np.nan
