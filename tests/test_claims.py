@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from claims_fixtures import (EMPTY_A, EMPTY_M, SETTINGS, analytic, estimator_pairs, memorisation, metrics, netpairs,
-                             run)
+from claims_fixtures import (EMPTY_A, EMPTY_M, OFFSETS, SETTINGS, analytic, estimator_pairs, memorisation, metrics,
+                             netpairs, run)
 from lemmse.claims import CLAIMS, FAILS, HOLDS, NOT_COVERED, Settings, compute_claims
 
 TWO_SPLITS = ("train", "test")
@@ -192,9 +192,13 @@ def _memo_unmatched():
                      estimator=("smoothed",))]))
 
 
+#: the pooled PSNR of a cell (PSNR of the mean MSE) sits this far below its per-image PSNRs' centre
+POOL_SHIFT = -10 * np.log10(np.mean(10 ** (-np.asarray(OFFSETS) / 10)))
+
+
 def _emmse(task, level):
     def build(d):
-        return dict(estimator_pairs=estimator_pairs(lambda **k: {"psnr": level + d}, task=(task,),
+        return dict(estimator_pairs=estimator_pairs(lambda **k: {"psnr": level - POOL_SHIFT + d}, task=(task,),
                                                     estimator=("emmse",)))
     return build
 

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 from scipy.stats import spearmanr
 
-from lemmse.claims.stats import Cells, NotCovered, bootstrap, cell_summaries, ends, mean_stat, spearman_stat
+from lemmse.claims.stats import (Cells, NotCovered, bootstrap, cell_summaries, ends, mean_stat, pooled_psnr_stat,
+                                 spearman_stat)
 
 
 @hsettings(max_examples=40, deadline=None)
@@ -80,3 +81,10 @@ def test_ends_takes_each_groups_own_extremes():
 def test_mean_stat_over_images():
     values = np.arange(24, dtype=float).reshape(2, 4, 3)
     assert mean_stat(values).tolist() == [4.5, 16.5]
+
+
+def test_pooled_psnr_is_the_psnr_of_the_mean_mse():
+    values = np.array([[[10.0], [20.0]], [[np.inf], [np.inf]], [[np.inf], [30.0]]])
+    out = pooled_psnr_stat(values)
+    assert out[0] == pytest.approx(-10 * np.log10((0.1 + 0.01) / 2))
+    assert np.isinf(out[1]) and out[2] == pytest.approx(30 + 10 * np.log10(2))

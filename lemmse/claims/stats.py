@@ -41,6 +41,17 @@ def mean_stat(values: np.ndarray) -> np.ndarray:
     return values[..., 0].mean(axis=-1)
 
 
+def pooled_psnr_stat(values: np.ndarray) -> np.ndarray:
+    r"""PSNR of the mean MSE over images, ``−10 log10(mean_i 10^(−psnr_i/10))``: ``(..., n, k) -> (...)``.
+
+    For outputs that may be identical (PSNR = ∞) a mean of PSNRs would be ∞ as soon as one image
+    is; this is finite unless every image is identical.
+    """
+    mse = np.power(10.0, -values[..., 0] / 10.0).mean(axis=-1)
+    with np.errstate(divide="ignore"):
+        return -10.0 * np.log10(mse)
+
+
 def _ranks(x: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
