@@ -87,7 +87,8 @@ def memorisation_table(plan) -> pd.DataFrame:
         frames.append(pd.DataFrame({
             "dataset": run.dataset, "eval_dataset": run.eval_dataset, "task": run.task, "preinverse": run.preinverse,
             "estimator": plan.kind(run), "patch": run.patch, "train_size": run.train_size,
-            "sigma": sigmas[ss.ravel()].astype(np.float64), "split": "test", "image": images[ii.ravel()].astype(np.int64),
+            "sigma": sigmas[ss.ravel()].astype(np.float64), "split": "test",
+            "image": images[ii.ravel()].astype(np.int64),
             "distance": dist, "distance_unshifted": plain, "truth_distance": truth_dist[ii.ravel()]}))
         log.info("%s: shift-aware distances of %d estimates", run.store(plan.results), len(flat))
     return pd.concat(frames, ignore_index=True)[list(COLUMNS)] if frames else pd.DataFrame(columns=list(COLUMNS))

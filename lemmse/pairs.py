@@ -53,7 +53,8 @@ def network_pairs(plan) -> pd.DataFrame:
     groups: dict[tuple, list] = {}
     for e in plan.evaluations:
         r = e.run
-        groups.setdefault((r.dataset, e.eval_dataset, r.task, r.preinverse, r.patch, r.train_size, r.spec), []).append(e)
+        key = (r.dataset, e.eval_dataset, r.task, r.preinverse, r.patch, r.train_size, r.spec)
+        groups.setdefault(key, []).append(e)
     frames = []
     for (dataset, ev, task, pre, patch, n, _spec), evals in groups.items():
         for ea, eb in itertools.combinations(sorted(evals, key=lambda e: e.run.arch), 2):

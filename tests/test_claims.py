@@ -146,7 +146,8 @@ def _pinv_mass_unmatched():
 
 
 def _patchwork(d):
-    return dict(analytic_table=analytic(lambda sigma, **k: {"distinct_sources": {0.01: 8.0, 0.1: 6.0, 1.0: 8.0 + d}[sigma]},
+    level = {0.01: 8.0, 0.1: 6.0, 1.0: 8.0 + d}
+    return dict(analytic_table=analytic(lambda sigma, **k: {"distinct_sources": level[sigma]},
                                         jitter=("distinct_sources",)))
 
 
@@ -248,7 +249,8 @@ def _ood_high(d):
 
 def _ood_unmatched():
     # an OOD evaluation of a network with no in-distribution partner, and smoothed rows
-    return dict(metrics_table=pd.concat([metrics(lambda **k: {"psnr_net_est": 0.0}, eval_dataset=("o",), arch=("resnet",)),
+    return dict(metrics_table=pd.concat([metrics(lambda **k: {"psnr_net_est": 0.0}, eval_dataset=("o",),
+                                                 arch=("resnet",)),
                                          metrics(lambda **k: {"psnr_net_est": 0.0}, eval_dataset=("o",),
                                                  estimator=("smoothed",), smoothing=(0.1,))]))
 

@@ -350,7 +350,8 @@ def deconvolution_pinv_mass(inp: Inputs) -> Outcome:
     return outcome("per matched (configuration, σ, split): mass with B = A⁺ over mass with B = I (observed-pixel "
                    "99 %-mass, means over images); statistic: the lowest, over configurations, of the median ratio "
                    f"over σ; holds if ≥ {thr:g}", value, lo, hi, value >= thr,
-                   f"ratio per σ: " + ", ".join(f"σ = {s:g}: {v:.3g}" for s, v in r.groupby(level="sigma").median().items()),
+                   "ratio per σ: " + ", ".join(f"σ = {s:g}: {v:.3g}"
+                                               for s, v in r.groupby(level="sigma").median().items()),
                    len(cells.point))
 
 

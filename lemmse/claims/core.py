@@ -44,7 +44,7 @@ class Settings:
     mass_growth: float = 10.0        # "increases significantly": ≥ 10× from the smallest to the largest σ
     critical_slope: float = 2.0      # "starts to increase rapidly": a log–log step of slope ≥ 2
     pinv_mass_ratio: float = 2.0     # deconvolution: "significantly higher" mass with A⁺: median ratio ≥ 2
-    blowup_db: float = 10.0          # Fig. 19 train blow-up: train − test PSNR(LE-MMSE, truth) ≥ 10 dB at the smallest σ
+    blowup_db: float = 10.0          # Fig. 19 blow-up: train − test PSNR(LE-MMSE, truth) ≥ 10 dB at the smallest σ
     coincide_db: float = 40.0        # Cor. 3.7: "identical" estimators agree at ≥ 40 dB (float32 stores)
     speedup: float = 10.0            # §5.1 "substantially faster": ≥ 10× per estimate
     smoothing: float | None = None   # s of the smoothing claim; None: every s of the sweep, each reported
@@ -72,7 +72,8 @@ class Inputs:
     timings: pd.DataFrame | None = None           # lemmse.claims.timing.read_timings
     variance: Mapping[str, Path] = field(default_factory=dict)  # task -> fig4 variance store
     resolutions: Mapping[str, int] = field(default_factory=dict)  # dataset -> image side (pixels)
-    preinverses: Mapping[str, str] = field(default_factory=lambda: {"identity": "identity", "pinv": "pinv"})  # label -> kind
+    #: pre-inverse label -> kind (identity, pinv, adjoint, tikhonov)
+    preinverses: Mapping[str, str] = field(default_factory=lambda: {"identity": "identity", "pinv": "pinv"})
     settings: Settings = field(default_factory=Settings)
 
 
