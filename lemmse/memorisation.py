@@ -30,11 +30,13 @@ COLUMNS = ("dataset", "eval_dataset", "task", "preinverse", "estimator", "patch"
            "image", "distance", "distance_unshifted", "truth_distance")
 
 
-def shift_nearest_distance(images: np.ndarray, train: np.ndarray, *, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def shift_nearest_distance(images: np.ndarray, train: np.ndarray, *, block: int = 512,
+                           cache_bytes: int = 2**30) -> tuple[np.ndarray, np.ndarray]:
     """``(shift-aware, unshifted)`` RMS distance of each image ``(n, C, H, W)`` to ``train (D, C, H, W)``.
 
     Shift-aware: minimum over training images and all circular shifts; unshifted: over training
-    images only. Both float64 ``(n,)``.
+    images only. Both float64 ``(n,)``. The training spectra are computed once when they take at
+    most ``cache_bytes``, else once per image.
     """
     images = np.asarray(images, dtype=np.float64)
     train = np.asarray(train, dtype=np.float64)
@@ -46,16 +48,21 @@ def shift_nearest_distance(images: np.ndarray, train: np.ndarray, *, block: int 
     size = c * h * w
     best_shift = np.empty(n)
     best_plain = np.empty(n)
+    # the conjugate spectra of the training blocks, kept when they fit in ``cache_bytes``
+    spectrum_bytes = len(train) * c * h * (w // 2 + 1) * 16
+    cached = [np.conj(np.fft.rfft2(train[s : s + block])) for s in range(0, len(train), block)] \
+        if spectrum_bytes <= cache_bytes else None
     for i, a in enumerate(images):
         fa = np.fft.rfft2(a)
         aa = float((a * a).sum())
         top, top_d, top_g = np.inf, 0, (0, 0)
         plain = np.inf
-        for start in range(0, len(train), block):
+        for b, start in enumerate(range(0, len(train), block)):
             t = train[start : start + block]
             tt = (t * t).sum(axis=(1, 2, 3))
+            ft = cached[b] if cached is not None else np.conj(np.fft.rfft2(t))
             # c[d, g] = Σ_k a_k t_d[k - g]: ⟨a, T_g t_d⟩ for every circular shift g
-            corr = np.fft.irfft2(fa[None] * np.conj(np.fft.rfft2(t)), s=(h, w)).sum(axis=1)
+            corr = np.fft.irfft2(fa[None] * ft, s=(h, w)).sum(axis=1)
             sq = aa + tt[:, None, None] - 2.0 * corr
             d, gy, gx = np.unravel_index(int(np.argmin(sq)), sq.shape)
             if sq[d, gy, gx] < top:

@@ -25,11 +25,11 @@ def brute(images: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 @hsettings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), n=st.integers(1, 3), d=st.integers(1, 5), c=st.integers(1, 2),
-       h=st.integers(1, 5), w=st.integers(1, 6), block=st.integers(1, 4))
-def test_matches_brute_force(seed, n, d, c, h, w, block):
+       h=st.integers(1, 5), w=st.integers(1, 6), block=st.integers(1, 4), cache=st.booleans())
+def test_matches_brute_force(seed, n, d, c, h, w, block, cache):
     rng = np.random.default_rng(seed)
     images, train = rng.random((n, c, h, w)), rng.random((d, c, h, w))
-    shifted, plain = shift_nearest_distance(images, train, block=block)
+    shifted, plain = shift_nearest_distance(images, train, block=block, cache_bytes=2**30 if cache else 0)
     ref_s, ref_p = brute(images, train)
     np.testing.assert_allclose(shifted, ref_s, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(plain, ref_p, rtol=1e-12, atol=1e-14)

@@ -139,3 +139,21 @@ def test_report_states_configuration_conventions_and_thresholds(tmp_path):
                                  "detail", "cells", "config"]
     agreement = csv.set_index("id").loc["agreement"]
     assert agreement["value"] == pytest.approx(30.0) and agreement["verdict"] == "holds"
+
+
+def test_cli_claims_reads_the_optional_tables(tmp_path):
+    from claims_fixtures import EMPTY_A, metrics, netpairs
+    from lemmse.cli.main import main
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    metrics(lambda **k: {"psnr_net_est": 30.0}).to_parquet(tables / "metrics.parquet")
+    EMPTY_A.to_parquet(tables / "analytic.parquet")
+    assert main(["figures", "claims", "--tables", str(tables), "--out-md", str(tmp_path / "a.md"),
+                 "--out-csv", str(tmp_path / "a.csv")]) == 0
+    assert pd.read_csv(tmp_path / "a.csv").set_index("id").loc["architectures", "verdict"] == "not covered"
+    netpairs(lambda **k: {"psnr": 31.0}).to_parquet(tables / "netpairs.parquet")
+    assert main(["figures", "claims", "--tables", str(tables), "--out-md", str(tmp_path / "b.md"),
+                 "--out-csv", str(tmp_path / "b.csv")]) == 0
+    row = pd.read_csv(tmp_path / "b.csv").set_index("id").loc["architectures"]
+    assert row["verdict"] == "holds" and row["value"] == pytest.approx(31.0)

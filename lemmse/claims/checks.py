@@ -467,6 +467,9 @@ PAIR_KEYS = ("dataset", "eval_dataset", "task", "estimator", "patch", "train_siz
 
 
 def _emmse_pairs(inp: Inputs, tasks: Sequence[str]) -> pd.DataFrame:
+    if inp.estimator_pairs is not None and inp.estimator_pairs.empty:
+        raise NotCovered("the config has no estimator store under two pre-inverses (Cor. 3.7 needs the E-MMSE with "
+                         "B = I and B = A⁺, e.g. both in the memorisation problems)")
     t = _columns(inp.estimator_pairs, ["dataset", "eval_dataset", "task", "estimator", "patch", "train_size",
                                        "preinverse_a", "preinverse_b", "sigma", "split", "image", "psnr"],
                  "estimator-pair rows")
