@@ -216,6 +216,11 @@ def _arch(d):
                                   split=TWO_SPLITS))
 
 
+def _arch_unmatched():
+    # the same pair of networks on out-of-distribution measurements: not the claim's comparison
+    return dict(netpairs=netpairs(lambda **k: {"psnr": 1.0}, eval_dataset=("o",), split=TWO_SPLITS))
+
+
 def _size_limited(d):
     return dict(metrics_table=metrics(lambda train_size, sigma, **k: {
         "psnr_net_est": 30.0 + ((3.0 + d) if (train_size == 100 and sigma == 0.1) else 1.0) * (train_size == 100)},
@@ -289,10 +294,6 @@ def _lemmse_unmatched_analytic():
                  eval_dataset=("o",), patch=(3, 7), split=TWO_SPLITS)]))
 
 
-def _nothing():
-    return {}
-
-
 CASES: dict[str, Case] = {
     "agreement": Case(_agreement, lambda d: 25 + d, lambda d: d > 0, _agreement_unmatched),
     "often_30": Case(_often, lambda d: 2 / 6 if d > 0 else 0.0, lambda d: d > 0, _agreement_unmatched),
@@ -318,7 +319,7 @@ CASES: dict[str, Case] = {
                                _memo_unmatched),
     "emmse_invertible": Case(_emmse("deconvolution", 40.0), lambda d: 40 + d, lambda d: d >= 0, _emmse_unmatched),
     "emmse_not_invertible": Case(_emmse("inpainting", 40.0), lambda d: 40 + d, lambda d: d < 0, _emmse_unmatched),
-    "architectures": Case(_arch, lambda d: 25 + d, lambda d: d > 0, _nothing),
+    "architectures": Case(_arch, lambda d: 25 + d, lambda d: d > 0, _arch_unmatched),
     "dataset_size_limited": Case(_size_limited, lambda d: 3 + d, lambda d: d <= 0, _size_unmatched),
     "dataset_size_improves": Case(_size_improves, lambda d: d, lambda d: d > 0, _size_unmatched),
     "ood_gap_shrinks": Case(_ood, lambda d: d, lambda d: d > 0, _ood_unmatched),
@@ -417,6 +418,9 @@ def test_preinverse_variance_from_stores(tmp_path):
     row = run("preinverse_variance", variance=ok)
     assert row["verdict"] == HOLDS and row["value"] == pytest.approx(np.log10(2.0))
     assert row["ci_low"] <= row["value"] <= row["ci_high"]
+    # a denoising store (not part of the claim) changes nothing
+    again = run("preinverse_variance", variance={**ok, "denoising": store("denoising", 1.0, 100.0)})
+    assert (again["value"], again["ci_low"], again["ci_high"]) == (row["value"], row["ci_low"], row["ci_high"])
     flipped = {"deconvolution": store("deconvolution", 3.0, 1.0)}
     row = run("preinverse_variance", variance=flipped)
     assert row["verdict"] == FAILS and row["value"] == pytest.approx(-np.log10(3.0))

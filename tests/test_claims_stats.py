@@ -88,3 +88,27 @@ def test_pooled_psnr_is_the_psnr_of_the_mean_mse():
     out = pooled_psnr_stat(values)
     assert out[0] == pytest.approx(-10 * np.log10((0.1 + 0.01) / 2))
     assert np.isinf(out[1]) and out[2] == pytest.approx(30 + 10 * np.log10(2))
+
+
+def test_bootstrap_in_chunks_equals_one_pass(monkeypatch):
+    import lemmse.claims.stats as stats
+
+    rng = np.random.default_rng(1)
+    cells = {(a, b): list(rng.normal(size=3) + b) for a in "xyzw" for b in (1, 2)}
+    c = cell_summaries(_frame(cells), ["a", "b"], ["v"], claim="c", reps=37, seed=0)
+
+    def per(x: pd.Series) -> pd.Series:
+        e = ends(x, "b")
+        return e["last"] - e["first"]
+
+    whole = bootstrap(c, per, "median")
+    monkeypatch.setattr(stats, "CHUNK", 5)  # 1 replicate (8 cells) per chunk
+    assert bootstrap(c, per, "median") == pytest.approx(whole)
+
+
+def test_cell_seed_ignores_the_key_dtype():
+    ints = _frame({("x", 1): [1.0, 2.0, 6.0]})
+    floats = ints.assign(b=ints["b"].astype(float))
+    a = cell_summaries(ints, ["a", "b"], ["v"], claim="c", reps=30, seed=0)
+    b = cell_summaries(floats, ["a", "b"], ["v"], claim="c", reps=30, seed=0)
+    np.testing.assert_array_equal(a.boot.to_numpy(), b.boot.to_numpy())

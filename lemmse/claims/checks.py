@@ -11,6 +11,7 @@ its wording, and its interval is the stratified bootstrap over images.
 """
 from __future__ import annotations
 
+import zlib
 from typing import Callable, Sequence
 
 import numpy as np
@@ -653,14 +654,12 @@ def preinverse_variance(inp: Inputs) -> Outcome:
         return min(-np.log10(r) if t == "inpainting" else np.log10(r) for t, r in ratios.items())
 
     point = {t: p.mean() / i.mean() for t, (p, i) in per_task.items()}
-    rng = np.random.default_rng([s.seed, 4])
-    boots = []
-    for _ in range(s.reps):
-        r = {}
-        for t, (p, i) in per_task.items():
-            idx = rng.integers(0, len(p), len(p))
-            r[t] = p[idx].mean() / i[idx].mean()
-        boots.append(score(r))
+    draws = {}  # one generator per task: a task's replicates do not depend on which other stores exist
+    for t, (p, i) in per_task.items():
+        idx = np.random.default_rng([s.seed, zlib.crc32(f"preinverse_variance/{t}".encode())]).integers(
+            0, len(p), size=(s.reps, len(p)))
+        draws[t] = p[idx].mean(axis=1) / i[idx].mean(axis=1)
+    boots = [score({t: draws[t][b] for t in draws}) for b in range(s.reps)]
     lo, hi = np.quantile(boots, [(1 - s.level) / 2, 1 - (1 - s.level) / 2])
     value = score(point)
     missing = {"inpainting", "deconvolution"} - set(per_task)

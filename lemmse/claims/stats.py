@@ -71,8 +71,17 @@ def spearman_stat(values: np.ndarray) -> np.ndarray:
         return np.where(den > 0, (a * b).sum(axis=-1) / np.where(den > 0, den, 1.0), np.nan)
 
 
+def _canonical(value: object) -> str:
+    """A cell-key part as text that does not depend on its dtype (5, 5.0 and np.int64(5) agree)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
 def _seed(*parts: object) -> list[int]:
-    return [zlib.crc32(repr(p).encode()) for p in parts]
+    return [zlib.crc32(str(p).encode()) for p in parts]
 
 
 def cell_summaries(df: pd.DataFrame, keys: Sequence[str], columns: Sequence[str], *, claim: str, reps: int,
@@ -84,15 +93,17 @@ def cell_summaries(df: pd.DataFrame, keys: Sequence[str], columns: Sequence[str]
     """
     keys = list(keys)
     sub = df.dropna(subset=list(columns))
+    table = sub[list(columns)].to_numpy(dtype=np.float64)
     point, boot = {}, {}
-    for key, group in sub.groupby(keys, sort=True):
+    claim_seed = _seed(claim)
+    for key, rows in sub.groupby(keys, sort=True).indices.items():
         key = key if isinstance(key, tuple) else (key,)
-        values = group[list(columns)].to_numpy(dtype=np.float64)
+        values = table[rows]
         n = len(values)
         if n < min_images:
             continue
         point[key] = float(stat(values[None])[0])
-        rng = np.random.default_rng([seed, *_seed(claim, key)])
+        rng = np.random.default_rng([seed, *claim_seed, *_seed(*map(_canonical, key))])
         boot[key] = stat(values[rng.integers(0, n, size=(reps, n))])
     if not point:
         raise NotCovered(f"no cell with {min_images} or more images having {', '.join(columns)}")
@@ -102,6 +113,8 @@ def cell_summaries(df: pd.DataFrame, keys: Sequence[str], columns: Sequence[str]
 
 
 REDUCERS = ("min", "max", "median", "mean")
+#: Largest number of (replicate, cell) values handed to ``per_group`` at once.
+CHUNK = 2_000_000
 
 
 def _reduce(values: pd.Series, how: str) -> float:
@@ -123,10 +136,13 @@ def bootstrap(cells: Cells, per_group: Callable[[pd.Series], pd.Series], reduce:
     value = _reduce(per_group(cells.point), reduce)
     if not np.isfinite(value):
         return value, np.nan, np.nan
-    groups = per_group(_long(cells.boot)).dropna()
-    if "rep" not in groups.index.names or groups.empty:
-        return value, np.nan, np.nan
-    reps = groups.groupby(level="rep").agg(reduce).to_numpy(dtype=np.float64)
+    step = max(1, CHUNK // max(1, cells.boot.shape[1]))
+    parts = []
+    for start in range(0, len(cells.boot), step):
+        groups = per_group(_long(cells.boot.iloc[start : start + step])).dropna()
+        if "rep" in groups.index.names and not groups.empty:
+            parts.append(groups.groupby(level="rep").agg(reduce).to_numpy(dtype=np.float64))
+    reps = np.concatenate(parts) if parts else np.zeros(0)
     reps = reps[np.isfinite(reps)]
     if reps.size == 0:
         return value, np.nan, np.nan
@@ -138,7 +154,8 @@ def _long(boot: pd.DataFrame) -> pd.Series:
     """Replicates × cells as one Series indexed by (``rep``, *cell keys), built from codes (fast)."""
     reps, n = boot.shape
     cols = boot.columns
-    index = pd.MultiIndex(levels=[np.arange(reps), *cols.levels],
+    rows = boot.index.to_numpy()
+    index = pd.MultiIndex(levels=[rows, *cols.levels],
                           codes=[np.repeat(np.arange(reps), n), *[np.tile(c, reps) for c in cols.codes]],
                           names=["rep", *cols.names])
     return pd.Series(boot.to_numpy(dtype=np.float64).ravel(), index=index)
