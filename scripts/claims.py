@@ -21,4 +21,4 @@ claims = compute_claims(inputs.metrics, inputs.analytic, variance=snakemake.para
                         timings=timings, resolutions={d: i["resolution"] for d, i in plan.datasets.items()},
                         preinverses=cfg["preinverses"])
 write_claims(claims, snakemake.output.md, snakemake.output.csv, config_label=config_label(plan),  # noqa: F821
-             config=cfg)
+             config=cfg, metrics=inputs.metrics)

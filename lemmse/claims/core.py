@@ -35,6 +35,7 @@ class Settings:
     """Thresholds and bootstrap settings (fixed before looking at the tables)."""
 
     agreement_db: float = 25.0       # §4.2: "remains high (> 25 dB) across all noise levels"
+    agreement_floor: float = 0.05    # the per-configuration table also says whether every σ ≥ this holds
     often_db: float = 30.0           # §D.1: "often reaching above 30 dB"
     most_share: float = 0.5          # "in most cases": more than half of the cells
     often_share: float = 0.25        # "often": at least a quarter of the cells (our reading)

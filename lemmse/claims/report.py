@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from lemmse.claims import checks  # noqa: F401 - registers the claims
+from lemmse.claims.breakdown import agreement_breakdown, breakdown_markdown
 from lemmse.claims.core import (DENSITY_IMAGE, DENSITY_PATCH, MASS, NOT_COVERED, REGISTRY, VERDICTS, Inputs,
                                 Settings)
 from lemmse.claims.stats import NotCovered
@@ -91,8 +92,12 @@ def _number(x: float) -> str:
 
 
 def write_claims(claims: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike, *, config_label: str,
-                 config: Mapping[str, Any] | None = None, settings: Settings | None = None) -> None:
-    """Write the claims table as Markdown (configuration, thresholds and conventions first) and CSV."""
+                 config: Mapping[str, Any] | None = None, settings: Settings | None = None,
+                 metrics: pd.DataFrame | None = None) -> None:
+    """Write the claims table as Markdown (configuration, thresholds and conventions first) and CSV.
+
+    With ``metrics``, the Markdown ends with the agreement claim per configuration
+    (:func:`lemmse.claims.breakdown.agreement_breakdown`)."""
     settings = settings or Settings()
     out_md, out_csv = Path(out_md), Path(out_csv)
     for p in (out_md, out_csv):
@@ -112,4 +117,7 @@ def write_claims(claims: pd.DataFrame, out_md: str | os.PathLike, out_csv: str |
         ci = f" [{_number(r.ci_low)}, {_number(r.ci_high)}]" if np.isfinite(r.ci_low) else ""
         lines.append(f"| {esc(r.claim)} | {esc(r.where)} | {esc(r.statistic)} | {_number(r.value)}{ci} | "
                      f"**{r.verdict}** | {esc(r.detail)} |")
+    if metrics is not None:
+        table = agreement_breakdown(metrics, settings.agreement_db, settings.agreement_floor)
+        lines += ["", *breakdown_markdown(table, settings.agreement_db, settings.agreement_floor)]
     out_md.write_text("\n".join(lines) + "\n")

@@ -64,9 +64,11 @@ def run_claims(args: argparse.Namespace) -> int:
     extra = {name: pd.read_parquet(args.tables / f"{name}.parquet") for name in ("netpairs", "estimator_pairs",
                                                                                   "memorisation")
              if (args.tables / f"{name}.parquet").is_file()}
-    table = compute_claims(read_table(args.tables, "metrics"), read_table(args.tables, "analytic"),
+    metrics = read_table(args.tables, "metrics")
+    table = compute_claims(metrics, read_table(args.tables, "analytic"),
                            variance=_variance_args(args.variance), preinverses=config.get("preinverses"), **extra)
-    write_claims(table, args.out_md, args.out_csv, config_label=args.label or label or "unnamed", config=config)
+    write_claims(table, args.out_md, args.out_csv, config_label=args.label or label or "unnamed", config=config,
+                 metrics=metrics)
     return 0
 
 
