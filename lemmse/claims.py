@@ -89,12 +89,12 @@ def claim_train_gap(metrics, analytic, variance) -> Outcome:
 
 
 def claim_density(metrics, analytic, variance) -> Outcome:
-    m = _lemmse(metrics).dropna(subset=["neg_log_density_image"])
+    m = _lemmse(metrics).dropna(subset=["neg_log_density_image_paper"])
     _need(m, "no −log p(y) values")
     if len(m) < 3:
         raise NotCovered("needs three or more images with −log p(y)")
-    rho = float(m["psnr_net_est"].rank().corr(m["neg_log_density_image"].rank()))
-    per_sigma = [g["psnr_net_est"].rank().corr(g["neg_log_density_image"].rank()) for _, g in m.groupby("sigma") if len(g) > 2]
+    rho = float(m["psnr_net_est"].rank().corr(m["neg_log_density_image_paper"].rank()))
+    per_sigma = [g["psnr_net_est"].rank().corr(g["neg_log_density_image_paper"].rank()) for _, g in m.groupby("sigma") if len(g) > 2]
     within = float(pd.Series(per_sigma, dtype=float).mean())
     return Outcome("Spearman ρ between PSNR(net, LE-MMSE) and −log p(y) over all images and σ; holds if ρ < 0",
                    f"ρ = {rho:.2f} (mean within one σ: {within:.2f}; {len(m)} images)", _verdict(rho < 0))
@@ -154,10 +154,10 @@ def claim_preinverse_variance(metrics, analytic, variance) -> Outcome:
 
 
 def claim_mass(metrics, analytic, variance) -> Outcome:
-    a = analytic[analytic["estimator"] == "lemmse"].dropna(subset=["mass99"])
-    _need(a, "no mass99 values")
+    a = analytic[analytic["estimator"] == "lemmse"].dropna(subset=["mass99_observed_mean"])
+    _need(a, "no mass99_observed_mean values")
     sigmas = _several(a, "sigma", "noise levels")
-    mean = a.groupby("sigma")["mass99"].mean()
+    mean = a.groupby("sigma")["mass99_observed_mean"].mean()
     small, large = mean.loc[sigmas[0]], mean.loc[sigmas[-1]]
     return Outcome("mean number of patches holding 99 % of the weight, at the smallest and largest σ; holds if ≤ 10 "
                    "at the smallest σ and growing with σ",
