@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from lemmse.claims import CLAIMS, FAILS, HOLDS, NOT_COVERED, VERDICTS, compute_claims, write_claims
-from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, METRICS_KEYS, METRICS_VALUES
+from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, DIAGNOSTIC_VALUES, METRICS_KEYS, METRICS_VALUES
 
 
 def metrics(psnr, *, archs=("unet",), patches=(5,), sizes=(10,), sigmas=(0.01, 0.1, 1.0), estimators=(("lemmse", 0.0),),
@@ -21,8 +21,10 @@ def metrics(psnr, *, archs=("unet",), patches=(5,), sizes=(10,), sigmas=(0.01, 0
                          train_size=n, estimator=est, smoothing=s, sigma=sigma, split=split, image=image,
                          psnr_net_truth=25.0, psnr_est_truth=25.0,
                          psnr_net_est=psnr(arch=arch, patch=patch, n=n, sigma=sigma, split=split, est=est, ev=ev),
-                         psnr_input_est=10.0, neg_log_density_image=1.0 / sigma + image, neg_log_density_patch=1.0,
-                         mass99=1.0))
+                         psnr_input_est=10.0, neg_log_density_image_paper=1.0 / sigma + image,
+                         neg_log_density_patch_paper=1.0, neg_log_density_image_normalised=-1.0 / sigma,
+                         neg_log_density_patch_normalised=-1.0, mass99_observed_mean=1.0,
+                         mass99_observed_median=1.0))
     return pd.DataFrame(rows, columns=[*METRICS_KEYS, *METRICS_VALUES])
 
 
@@ -32,7 +34,7 @@ def analytic(value, *, patches=(3, 7), sigmas=(0.01, 1.0), estimators=("lemmse",
         row = dict(dataset="d", eval_dataset="d", task="denoising", preinverse="identity", estimator=est, smoothing=0.0,
                    patch=0 if est in ("mmse", "emmse") else patch, train_size=10, sigma=sigma, split=split, image=image,
                    psnr_est_truth=np.nan, nearest_train_distance=np.nan, truth_nearest_train_distance=0.2,
-                   neg_log_density_image=np.nan, neg_log_density_patch=np.nan, mass99=np.nan, distinct_sources=np.nan)
+                   **{k: np.nan for k in DIAGNOSTIC_VALUES}, distinct_sources=np.nan)
         row.update(value(est=est, patch=patch, sigma=sigma, split=split))
         rows.append(row)
     return pd.DataFrame(rows, columns=[*ANALYTIC_KEYS, *ANALYTIC_VALUES]).drop_duplicates(subset=list(ANALYTIC_KEYS))
@@ -73,12 +75,12 @@ def test_density_patch_size_architectures_dataset_size():
 
 def test_patch_vs_sigma_mass_memorisation():
     paper = analytic(lambda est, patch, sigma, **k: dict(
-        psnr_est_truth=30 - patch if sigma < 0.1 else 20 + patch, mass99=1.0 if sigma < 0.1 else 500.0,
+        psnr_est_truth=30 - patch if sigma < 0.1 else 20 + patch, mass99_observed_mean=1.0 if sigma < 0.1 else 500.0,
         nearest_train_distance={"mmse": 0.001, "emmse": 0.002}.get(est, 0.15)), estimators=("mmse", "emmse", "lemmse"))
     for claim in ("patch_vs_sigma", "mass_concentration", "memorisation"):
         assert verdict(metrics(lambda **k: 30.0), paper, claim) == HOLDS, claim
     reverse = analytic(lambda est, patch, sigma, **k: dict(
-        psnr_est_truth=20 + patch if sigma < 0.1 else 30 - patch, mass99=80.0,
+        psnr_est_truth=20 + patch if sigma < 0.1 else 30 - patch, mass99_observed_mean=80.0,
         nearest_train_distance=0.001), estimators=("mmse", "lemmse"))
     for claim in ("patch_vs_sigma", "mass_concentration", "memorisation"):
         assert verdict(metrics(lambda **k: 30.0), reverse, claim) == FAILS, claim

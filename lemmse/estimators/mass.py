@@ -90,9 +90,8 @@ class MassCounter:
         torch.addcmul(self._offset[rows, None], u, self._scale[rows, None], out=pos)
         pos.floor_().clamp_(0.0, float(self.bins)).add_(self._row_base[rows, None])
         index = pos.view(-1).to(torch.long)
-        u.clamp_(min=self.lo[rows, None] - self.width[rows, None])
-        mass = torch.view_as_real(self._src[:n])[:, 1]
-        mass.copy_(u.view(-1).to(torch.float32).exp_())
+        weight = u.clamp_(min=self.lo[rows, None] - self.width[rows, None]).exp_()  # float64: equal weights stay equal
+        torch.view_as_real(self._src[:n])[:, 1].copy_(weight.view(-1))
         self.hist.index_add_(0, index, self._src[:n])
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
