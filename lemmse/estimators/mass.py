@@ -27,7 +27,8 @@ thousands). ``f`` is measured against the estimate pass's ``Z`` (relative error 
 float32 sums, 1e-15 in float64).
 
 The histogram is one ``index_add_`` of complex numbers ``1 + i·w`` per key (count and mass in a
-single scatter), with the bin index computed by one affine map, ``floor`` and ``clamp``.
+single scatter), with the bin index computed by one affine map, ``floor`` and ``clamp``. Keys
+below ``lo`` are skipped when they are most of a tile (small σ: typically 85–99 % of the keys).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ import torch
 
 #: Default number of bins per query (log-width δ = (log K - log(1 - f))/bins).
 MASS_BINS = 2048
+#: Below this fraction of keys at or above ``lo`` in a tile, only those keys are gathered and histogrammed.
+SPARSE_FRACTION = 0.25
 #: Extra log-width below ``log((1 - f)/K)`` so that rounding never puts the crossing below ``lo``.
 LO_MARGIN = 0.01
 
@@ -74,13 +77,28 @@ class MassCounter:
                group: int = 1) -> None:
         """Histogram one tile of logits ``(q, k)`` (consumed: ``logits`` is overwritten).
 
-        Bin ``floor((hi - u)/δ)``, clamped to ``[0, bins]`` (``bins`` collects ``u < lo``),
-        offset by the query's row of the flat histogram; the weight ``e^u`` is taken of ``u``
-        clamped at ``lo - δ`` (underflow keys' weights are never read, and no subnormal is made).
+        Bin ``floor((hi - u)/δ)`` clamped to ``[0, bins - 1]``, offset by the query's row of the
+        flat histogram. Keys below ``lo`` are never read (their count and mass do not enter the
+        result): when they are most of the tile (small σ) only the others are gathered and
+        histogrammed, else every key is, the ones below ``lo`` into the row's underflow bin.
         """
         q, k = logits.shape
         u = logits.to(torch.float64) if logits.dtype != torch.float64 else logits
         u.sub_(self.log_z[rows, None])
+        lo = self.lo[rows, None]
+        keep = u >= lo
+        kept = int(keep.sum())
+        if kept == 0:
+            return
+        if kept < SPARSE_FRACTION * q * k:
+            flat = keep.view(-1).nonzero().squeeze(1)
+            u_kept = u.view(-1)[flat]
+            row = torch.div(flat, k, rounding_mode="floor") + rows.start
+            pos = torch.addcmul(self._offset[row], u_kept, self._scale[row])
+            pos.floor_().clamp_(0.0, float(self.bins - 1)).add_(self._row_base[row])
+            src = torch.complex(torch.ones_like(u_kept), u_kept.exp_())
+            self.hist.index_add_(0, pos.to(torch.long), src)
+            return
         n = q * k
         if self._pos.numel() < n:
             self._pos = torch.empty(n, dtype=torch.float64, device=u.device)
@@ -88,11 +106,11 @@ class MassCounter:
             torch.view_as_real(self._src)[:, 0].fill_(1.0)
         pos = self._pos[:n].view(q, k)
         torch.addcmul(self._offset[rows, None], u, self._scale[rows, None], out=pos)
-        pos.floor_().clamp_(0.0, float(self.bins)).add_(self._row_base[rows, None])
-        index = pos.view(-1).to(torch.long)
-        weight = u.clamp_(min=self.lo[rows, None] - self.width[rows, None]).exp_()  # float64: equal weights stay equal
+        pos.floor_().clamp_(0.0, float(self.bins - 1))
+        pos.masked_fill_(~keep, float(self.bins)).add_(self._row_base[rows, None])
+        weight = u.clamp_(min=lo - self.width[rows, None]).exp_()  # float64: equal weights stay equal
         torch.view_as_real(self._src[:n])[:, 1].copy_(weight.view(-1))
-        self.hist.index_add_(0, index, self._src[:n])
+        self.hist.index_add_(0, pos.view(-1).to(torch.long), self._src[:n])
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(k_lo, k_hi)`` ``(Q,)`` int64: the exact count ``k*`` lies in ``[k_lo, k_hi]``."""
