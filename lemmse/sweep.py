@@ -347,8 +347,30 @@ class Plan:
         return self.config["estimators"].get(run.estimator, {"kind": run.estimator})["kind"]
 
     def is_lemmse(self, run: AnalyticRun) -> bool:
-        """Plain LE-MMSE stores carry the diagnostics."""
+        """Whether ``run`` is a plain LE-MMSE store."""
         return self.kind(run) == "lemmse"
+
+    def wants_diagnostics(self, run: AnalyticRun) -> bool:
+        """Whether ``run``'s store computes the LE-MMSE diagnostics — THE one place this is decided.
+
+        A store computes them only when some figure or claim reads them, i.e. when it is a plain
+        LE-MMSE store of a study (not memorisation-only), evaluated on its own data set. Readers:
+
+        * gather (:mod:`lemmse.gather`): the density and mass columns of the metrics and analytic
+          tables, on LE-MMSE rows only (NaN elsewhere);
+        * Fig. 6 (``neg_log_density_image_paper`` of in-distribution metrics rows against the
+          LE-MMSE), Fig. 17 (``neg_log_density_patch_paper`` of in-distribution analytic rows);
+        * Fig. 20–22 (``mass99_observed_*`` and the ``mass99`` maps) and Fig. 23 (the ``source``
+          maps), both on in-distribution LE-MMSE stores;
+        * the claims of :mod:`lemmse.claims` on density and mass (in-distribution LE-MMSE rows).
+
+        Not read, so not computed: smoothed, MMSE and E-MMSE stores (diagnostics are defined for the
+        LE-MMSE only), memorisation-only LE-MMSE stores (Fig. 2 reads their estimates and distances),
+        and out-of-distribution stores (Fig. 7 reads PSNRs only). A new reader of diagnostics on
+        other stores must widen this rule here.
+        """
+        return (self.is_lemmse(run) and run.eval_dataset == run.dataset
+                and any(c.analytic == run for c in self.comparisons))
 
     def variance_tasks(self) -> list[str]:
         """Tasks of the fig4 variance stage (empty when it is not configured)."""

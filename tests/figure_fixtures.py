@@ -36,8 +36,11 @@ def metrics_table(rng: np.random.Generator, *, ood: bool = True, smoothed: bool 
         rows.append(dict(dataset=DATASET, eval_dataset=ev, task=task, preinverse=pre, arch=arch, patch=patch,
                          train_size=n, estimator=est, smoothing=s, sigma=sigma, split=split, image=image,
                          psnr_net_truth=truth - 0.5, psnr_est_truth=truth, psnr_net_est=agree,
-                         psnr_input_est=15.0 + rng.normal(), neg_log_density_image=nld + rng.normal(0, 1),
-                         neg_log_density_patch=nld / 10 + patch, mass99=1 + 300 * sigma ** 2))
+                         psnr_input_est=15.0 + rng.normal(), neg_log_density_image_paper=nld + rng.normal(0, 1),
+                         neg_log_density_patch_paper=nld / 10 + patch,
+                         neg_log_density_image_normalised=-nld + rng.normal(0, 1),
+                         neg_log_density_patch_normalised=-nld / 10 - patch,
+                         mass99_observed_mean=1 + 300 * sigma ** 2, mass99_observed_median=1 + 100 * sigma ** 2))
     return pd.DataFrame(rows, columns=[*METRICS_KEYS, *METRICS_VALUES])
 
 
@@ -53,9 +56,12 @@ def analytic_table(rng: np.random.Generator) -> pd.DataFrame:
                          psnr_est_truth=28.0 - 10 * sigma - 0.5 * patch * (1 - 4 * sigma) + rng.normal(0, 0.3),
                          nearest_train_distance=dist + 0.01 * rng.random(),
                          truth_nearest_train_distance=0.0 if split == "train" else 0.25,
-                         neg_log_density_image=(-10 * np.log10(sigma)) if lem else np.nan,
-                         neg_log_density_patch=(patch + 2 * (split == "test") - np.log(sigma)) if lem else np.nan,
-                         mass99=(1 + 400 * sigma ** 2 * (3 if pre == "pinv" else 1)) if lem else np.nan,
+                         neg_log_density_image_paper=(-10 * np.log10(sigma)) if lem else np.nan,
+                         neg_log_density_patch_paper=(patch + 2 * (split == "test") - np.log(sigma)) if lem else np.nan,
+                         neg_log_density_image_normalised=(10 * np.log10(sigma)) if lem else np.nan,
+                         neg_log_density_patch_normalised=(-patch + np.log(sigma)) if lem else np.nan,
+                         mass99_observed_mean=(1 + 400 * sigma ** 2 * (3 if pre == "pinv" else 1)) if lem else np.nan,
+                         mass99_observed_median=(1 + 200 * sigma ** 2 * (3 if pre == "pinv" else 1)) if lem else np.nan,
                          distinct_sources=3.0 if lem else np.nan))
     return pd.DataFrame(rows, columns=[*ANALYTIC_KEYS, *ANALYTIC_VALUES])
 
@@ -94,8 +100,12 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
                     src = rng.integers(0, 10, size=shape).astype(np.float32)
                     src[rng.random(shape) < grow * 1.5] = -1
                     ds["source"] = (dims[:3] + ("h", "w"), src)
-                    ds["patch_log_density"] = (dims[:3] + ("h", "w"), rng.normal(size=shape))
-                    ds["image_log_density"] = (dims[:3], rng.normal(size=shape[:3]))
+                    ds["source_image"] = (dims[:3] + ("h", "w"), src)
+                    for name in ("patch_log_density", "patch_log_density_paper"):
+                        ds[name] = (dims[:3] + ("h", "w"), rng.normal(size=shape))
+                    for name in ("image_log_density", "image_log_density_paper", "mass99_observed_mean",
+                                 "mass99_observed_median"):
+                        ds[name] = (dims[:3], rng.normal(size=shape[:3]))
                 for n in TRAIN_SIZES:
                     _save(ds, results / "analytic" / DATASET / task / pre / est / f"P{patch}" / f"N{n}" / f"{DATASET}.zarr")
             for arch, patch in itertools.product(ARCHS, PATCHES):

@@ -150,3 +150,18 @@ def test_training_config_carries_the_configured_budget(tiny):
     assert (tc.steps, tc.weight_decay, tc.ema_every, tc.sigma_sampling) == (
         -(-4 * 40 // config["training"]["batch_size"]), 1e-4, 3, "log-uniform")
     assert tc.sigma_spec == "0.01-1log"
+
+
+def test_diagnostics_only_for_stores_a_figure_or_claim_reads():
+    """Plan.wants_diagnostics on the default config: in-distribution LE-MMSE study stores only."""
+    plan = make_plan(load_config(REPO / "config" / "config.yaml"))
+    wanted = {a for a in plan.analytics if plan.wants_diagnostics(a)}
+    study_stores = {c.analytic for c in plan.comparisons}
+    assert wanted == {a for a in study_stores if plan.kind(a) == "lemmse" and a.eval_dataset == a.dataset}
+    assert wanted, "the default config must compute diagnostics somewhere (Fig. 6, 17, 20-23)"
+    kinds = {plan.kind(a) for a in plan.analytics if not plan.wants_diagnostics(a)}
+    assert {"mmse", "emmse", "smoothed"} <= kinds  # never for these estimators
+    ood = [a for a in plan.analytics if a.eval_dataset != a.dataset]
+    assert ood and not any(plan.wants_diagnostics(a) for a in ood)
+    memo_only = [a for a in plan.memorisation if plan.kind(a) == "lemmse" and a not in study_stores]
+    assert memo_only and not any(plan.wants_diagnostics(a) for a in memo_only)

@@ -24,7 +24,7 @@ import yaml
 from lemmse.figures import covered_figures
 from lemmse.gather import planned_tables
 from lemmse.sweep import load_config, make_plan
-from lemmse.tables import ANALYTIC_KEYS, METRICS_KEYS
+from lemmse.tables import ANALYTIC_KEYS, DIAGNOSTIC_VALUES, METRICS_KEYS
 from workflow_helpers import REPO, TINY, job_counts, make_workdir, snakemake
 
 pytestmark = pytest.mark.workflow
@@ -57,8 +57,9 @@ def test_every_stage_and_table(tiny_run, tiny_plan):
     assert not metrics.duplicated(list(METRICS_KEYS)).any()
     psnr_columns = ["psnr_net_truth", "psnr_est_truth", "psnr_net_est", "psnr_input_est"]
     assert metrics[psnr_columns].notna().all().all()
-    lemmse_rows = metrics[metrics["estimator"] == "lemmse"]
-    assert lemmse_rows[["neg_log_density_image", "neg_log_density_patch", "mass99"]].notna().all().all()
+    lemmse_rows = metrics[(metrics["estimator"] == "lemmse") & (metrics["eval_dataset"] == metrics["dataset"])]
+    assert lemmse_rows[list(DIAGNOSTIC_VALUES)].notna().all().all()  # Plan.wants_diagnostics: these stores
+    assert metrics[metrics["estimator"] != "lemmse"][list(DIAGNOSTIC_VALUES)].isna().all().all()
     # the labelled cube holds the same rows
     cube = xr.open_zarr(results / "tables" / "metrics.zarr")
     assert set(cube.dims) == set(METRICS_KEYS)

@@ -46,9 +46,11 @@ CAPTIONS: dict[str, str] = {
         "architecture × data set × task/pre-inverse of the sweep, train and test separately, at one patch size and "
         "training-set size; the same numbers are written as CSV and Markdown beside the PNG."),
     "fig6_alignment_vs_density": (
-        "**Agreement and density (paper Fig. 6).** PSNR(network, LE-MMSE) of each image against −log p(y) under the "
-        "training Gaussian mixture (nats), coloured by σ (log scale), train ○ and test □. The paper expects agreement "
-        "to fall as −log p(y) rises (low-density measurements)."),
+        "**Agreement and density (paper Fig. 6).** PSNR(network, LE-MMSE) of each image against −log p(y) in the "
+        "paper's convention, −log Σ_d exp(−‖y − Ax_d‖²/2σ²) (the log-sum-exp of the logits, no Gaussian constants, "
+        "no 1/N; nats), coloured by σ (log scale), train ○ and test □. The paper expects agreement to fall as "
+        "−log p(y) rises (low-density measurements). The normalised density (constants included) is the table "
+        "column neg_log_density_image_normalised; its σ-trend is the opposite and it is not plotted."),
     "fig7_ood": (
         "**Out of distribution (paper Fig. 7 / 25).** Networks and LE-MMSE trained on one data set and evaluated on "
         "another's test images (dashed/dotted), against the in-distribution test images (solid): agreement "
@@ -62,22 +64,26 @@ CAPTIONS: dict[str, str] = {
         "the pre-inverted B y, the output of every architecture (title: its PSNR to the LE-MMSE), the LE-MMSE and "
         "the truth."),
     "fig17_patch_density": (
-        "**Patch density (paper Fig. 17).** Mean over pixels of the patch −log density −log p_n'(B y) (nats, the "
-        "LE-MMSE normaliser) against the patch size P, one line per σ, train solid and test dashed: larger patches "
-        "live in a sparser space."),
+        "**Patch density (paper Fig. 17).** Mean over pixels of −s_n'(y), the paper's convention: s_n' is the "
+        "log-sum-exp of the LE-MMSE logits −½‖Q_n'By − Q_nBAx_d‖²_Σ⁺/σ² (the LE-MMSE normaliser, no Gaussian "
+        "constants, no 1/(D·H·W); nats), against the patch size P, one line per σ, train solid and test dashed: "
+        "larger patches live in a sparser space."),
     "fig18_19_patch_size": (
         "**Patch size (paper Fig. 18 and 19).** Top: PSNR(network, LE-MMSE) against P; bottom: PSNR(LE-MMSE, truth) "
         "against P; one line per σ, train solid and test dashed. The paper expects smaller patches to agree better, "
         "and on test images small P to reconstruct best at small σ and large P at large σ."),
     "fig20_22_mass": (
         "**Mass concentration (paper Fig. 20–22).** Left: the number of training patches holding 99 % of the LE-MMSE "
-        "weight (mean over pixels and test images, log axis) against σ, physics-agnostic B = I solid and "
+        "weight over the observed pixels (stratum rank > 0: every pixel for B = I; fully hidden pixels, where the "
+        "count is ⌈0.99·D·S₀⌉ by construction, are left out) — its per-image mean (top) and median (bottom), "
+        "averaged over test images, log axis — against σ, physics-agnostic B = I solid and "
         "physics-aware dash-dot. Right: the per-pixel count for one test image at a few σ (log colour scale): at small "
         "σ one or a few patches carry the estimate."),
     "fig23_patchwork": (
-        "**Patchwork (paper Fig. 23–24).** For one test image per task: the LE-MMSE estimate at a few σ and, below "
-        "it, the index of the training image whose patches together hold ≥ 50 % of the LE-MMSE weight at each "
-        "pixel (one colour per training image, white where no image does). Contiguous regions copied from one "
+        "**Patchwork (paper Fig. 23–24).** For one test image per task, at the largest patch size P the sweep has "
+        "for that task and pre-inverse: the LE-MMSE estimate at a few σ and, below it, the source map of the "
+        "paper's §D.5 — the training image owning a single patch that holds ≥ 50 % of the LE-MMSE weight at each "
+        "pixel (one colour per training image, white where no single patch does). Contiguous regions copied from one "
         "training image show the patchwork; they dissolve as σ grows."),
     "fig26_dataset_size": (
         "**Dataset size (paper Fig. 26).** PSNR(network, LE-MMSE) against the number of training images N (log axis), "

@@ -148,12 +148,13 @@ def make_table2_architectures(inputs: FigureInputs, out_png: Path, *, config_lab
 # ---------------------------------------------------------------------------------------------- fig 6
 def select_fig6(inputs: FigureInputs):
     df, chosen = reference_slice(lemmse_metrics(inputs, "fig6_alignment_vs_density"), "fig6_alignment_vs_density")
-    return require(df.dropna(subset=["neg_log_density_image", "psnr_net_est"]),
-                   "finite −log p(y) values (neg_log_density_image)", "fig6_alignment_vs_density"), chosen
+    return require(df.dropna(subset=["neg_log_density_image_paper", "psnr_net_est"]),
+                   "finite −log p(y) values (neg_log_density_image_paper)", "fig6_alignment_vs_density"), chosen
 
 
 def make_fig6_alignment_vs_density(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """PSNR(net, LE-MMSE) per image against −log p(y), coloured by σ, train ○ / test □."""
+    """PSNR(net, LE-MMSE) per image against −log p(y) in the paper's convention (log-sum-exp of the
+    logits −‖y − Ax_d‖²/2σ², no constants), coloured by σ, train ○ / test □."""
     df, chosen = select_fig6(inputs)
     probs = problems(df)
     fig, axes = style.new_figure(1, len(probs))
@@ -164,11 +165,11 @@ def make_fig6_alignment_vs_density(inputs: FigureInputs, out_png: Path, *, confi
         sub = fix(df, task=task, preinverse=pre)
         for split in ordered(sub["split"], ("train", "test")):
             part = fix(sub, split=split)
-            scatter = ax.scatter(part["neg_log_density_image"], part["psnr_net_est"], c=part["sigma"], cmap="viridis",
+            scatter = ax.scatter(part["neg_log_density_image_paper"], part["psnr_net_est"], c=part["sigma"], cmap="viridis",
                                  norm=norm, marker=style.SPLIT_MARKERS.get(split, "o"), s=16, alpha=0.8,
                                  edgecolors="none", label=f"{split} images")
         ax.set_xscale("symlog", linthresh=100.0)  # densities span orders of magnitude across σ and splits
-        ax.set_xlabel("−log p(y) (nats, symmetric log scale)")
+        ax.set_xlabel(style.DENSITY_IMAGE_LABEL + "\n(nats, symmetric log scale)")
         ax.set_ylabel("PSNR(net, LE-MMSE) (dB)")
         ax.set_title(inputs.problem_label(task, pre))
         ax.legend(loc="best")
@@ -275,7 +276,7 @@ def problems_varying(df: pd.DataFrame, column: str) -> list[tuple[str, str]]:
 
 
 def select_fig17(inputs: FigureInputs):
-    df = _lemmse_analytic(inputs, "fig17_patch_density").dropna(subset=["neg_log_density_patch"])
+    df = _lemmse_analytic(inputs, "fig17_patch_density").dropna(subset=["neg_log_density_patch_paper"])
     df, chosen = reference_slice(require(df, "finite patch densities", "fig17_patch_density"), "fig17_patch_density",
                                  free=("patch", "arch"))
     _needs_several(df, "patch", "fig17_patch_density")
@@ -296,13 +297,14 @@ def _by_patch_per_sigma(ax, df: pd.DataFrame, value: str) -> None:
 
 
 def make_fig17_patch_density(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """Mean −log p_{n'} of measured patches against P, train vs test, one line per σ."""
+    """Mean over pixels of −s_{n'} (paper convention: log-sum-exp of the LE-MMSE logits, no constants) of the
+    measured patches against P, train vs test, one line per σ."""
     df, chosen = select_fig17(inputs)
     probs = problems_varying(df, "patch")
     fig, axes = style.new_figure(1, len(probs))
     for ax, (task, pre) in zip(axes[0], probs):
-        _by_patch_per_sigma(ax, fix(df, task=task, preinverse=pre), "neg_log_density_patch")
-        ax.set_ylabel("patch −log density (nats)")
+        _by_patch_per_sigma(ax, fix(df, task=task, preinverse=pre), "neg_log_density_patch_paper")
+        ax.set_ylabel(style.DENSITY_PATCH_LABEL)
         ax.set_title(inputs.problem_label(task, pre))
     _legend_below(fig, axes)
     style.save(fig, out_png, config_label=config_label, title=f"Fig. 17 — patch density against P ({describe(chosen)})")

@@ -183,33 +183,41 @@ def make_fig13_gallery(inputs: FigureInputs, out_png: Path, *, config_label: str
 
 
 # ------------------------------------------------------------------------------------------ fig 20-22
+MASS_STATISTICS = ("mass99_observed_mean", "mass99_observed_median")
+
+
 def select_fig20_22(inputs: FigureInputs):
-    a = in_distribution(fix(inputs.analytic, estimator="lemmse")).dropna(subset=["mass99"])
-    a, chosen = reference_slice(require(a, "analytic LE-MMSE rows with mass99", "fig20_22_mass"), "fig20_22_mass",
-                                free=("arch",))
+    a = in_distribution(fix(inputs.analytic, estimator="lemmse")).dropna(subset=list(MASS_STATISTICS))
+    a, chosen = reference_slice(require(a, "analytic LE-MMSE rows with mass99_observed_mean/median", "fig20_22_mass"),
+                                "fig20_22_mass", free=("arch",))
     return a, chosen
 
 
 def make_fig20_22_mass(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """Left: mean number of patches holding 99 % of the LE-MMSE weight against σ (B = I solid, physics-aware
-    dash-dot); right: per-pixel maps of that number for one test image at a few σ (log colour scale)."""
+    """Left: the number of patches holding 99 % of the LE-MMSE weight over the OBSERVED pixels (stratum rank
+    > 0; at fully hidden pixels it is ⌈0.99·D·S₀⌉ by construction) — its per-image mean (top) and median
+    (bottom), averaged over images — against σ (B = I solid, physics-aware dash-dot); right: per-pixel maps of
+    the count for one test image at a few σ (log colour scale)."""
     a, chosen = select_fig20_22(inputs)
     probs = problems(a)[:4]
     split = "test" if "test" in set(a["split"]) else "train"
     sigmas = pick_sigmas(a["sigma"], 4)
-    fig = style.plt.figure(figsize=(4.2 + 1.5 * len(sigmas), max(3.2, 1.55 * len(probs))), layout="constrained")
-    grid = fig.add_gridspec(len(probs), 1 + len(sigmas), width_ratios=[2.6] + [1] * len(sigmas))
-    ax = fig.add_subplot(grid[:, 0])
-    for task, pre in problems(a):
-        stats = mean_by(fix(a, task=task, preinverse=pre, split=split), ["sigma"], "mass99")
-        ax.plot(stats["sigma"], stats["mean"], marker="o", markersize=3.5, color=style.TASK_COLORS.get(task, "0.4"),
-                linestyle=style.AGNOSTIC_STYLE if inputs.is_agnostic(pre) else style.AWARE_STYLE,
-                label=inputs.problem_label(task, pre))
-    style.sigma_axis(ax, a["sigma"])
-    ax.set_yscale("log")
-    ax.set_ylabel("patches holding 99 % of the weight\n(mean over pixels and images)")
-    ax.set_title(f"Fig. 20 — mass concentration ({split} images)")
-    ax.legend(fontsize=7)
+    fig = style.plt.figure(figsize=(4.2 + 1.5 * len(sigmas), max(4.4, 1.55 * len(probs))), layout="constrained")
+    grid = fig.add_gridspec(max(len(probs), 2), 1 + len(sigmas), width_ratios=[2.6] + [1] * len(sigmas))
+    half = max(len(probs), 2) // 2
+    for row, (statistic, rows) in enumerate(zip(MASS_STATISTICS, (slice(0, half), slice(half, None)))):
+        ax = fig.add_subplot(grid[rows, 0])
+        for task, pre in problems(a):
+            stats = mean_by(fix(a, task=task, preinverse=pre, split=split), ["sigma"], statistic)
+            ax.plot(stats["sigma"], stats["mean"], marker="o", markersize=3.5, color=style.TASK_COLORS.get(task, "0.4"),
+                    linestyle=style.AGNOSTIC_STYLE if inputs.is_agnostic(pre) else style.AWARE_STYLE,
+                    label=inputs.problem_label(task, pre))
+        style.sigma_axis(ax, a["sigma"])
+        ax.set_yscale("log")
+        ax.set_ylabel(style.MASS_OBSERVED_LABEL.format(statistic=statistic.rsplit("_", 1)[1]), fontsize=7.5)
+        if row == 0:
+            ax.set_title(f"Fig. 20 — mass concentration ({split} images)")
+            ax.legend(fontsize=7)
     maps = {}
     ds, n, p = chosen["dataset"], chosen["train_size"], chosen["patch"]
     for r, (task, pre) in enumerate(probs):
@@ -231,41 +239,53 @@ def make_fig20_22_mass(inputs: FigureInputs, out_png: Path, *, config_label: str
         if c == 0:
             axm.set_ylabel(inputs.problem_label(*probs[r]).replace(", ", "\n"), fontsize=7.5)
     if handle is not None:
-        fig.colorbar(handle, ax=fig.axes[1:], label="patches holding 99 % (per pixel)", shrink=0.8)
+        fig.colorbar(handle, ax=fig.axes[2:], label="patches holding 99 % (per pixel, every pixel)", shrink=0.8)
     style.save(fig, out_png, config_label=config_label, title=f"Fig. 20–22 — mass ({describe(chosen)})")
 
 
 # --------------------------------------------------------------------------------------------- fig 23
 def select_fig23(inputs: FigureInputs):
+    """In-distribution LE-MMSE rows of the reference data set and N, every patch size (key columns only)."""
     a = in_distribution(fix(inputs.analytic, estimator="lemmse"))
     a, chosen = reference_slice(require(a, "analytic LE-MMSE rows", "fig23_patchwork"), "fig23_patchwork",
-                                free=("arch",))
+                                free=("arch", "patch"))
     return a, chosen
 
 
+def fig23_patches(a) -> dict[tuple[str, str], int]:
+    """(task, pre-inverse) -> the largest P the rows hold for it whose store has source maps
+    (``distinct_sources`` finite; rows of planned tables, all NaN, count as having them)."""
+    have = a if a["distinct_sources"].isna().all() else a.dropna(subset=["distinct_sources"])
+    return {(t, p): int(fix(have, task=t, preinverse=p)["patch"].max()) for t, p in problems(have)}
+
+
 def make_fig23_patchwork(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """Per problem: the LE-MMSE estimate and its source map (the training image owning ≥ 50 % of the weight at
-    each pixel, white = none) at a few σ, for one test image."""
+    """Per problem, at the largest P the sweep has for it: the LE-MMSE estimate and its ``source`` map (the
+    training image owning a SINGLE patch with ≥ 50 % of the weight at each pixel, paper §D.5; white = none)
+    at a few σ, for one test image."""
     from matplotlib.colors import ListedColormap
 
     a, chosen = select_fig23(inputs)
-    probs = problems(a)[:3]
+    patch_of = fig23_patches(a)
+    probs = list(patch_of)[:3]
     split = "test" if "test" in set(a["split"]) else "train"
     sigmas = pick_sigmas(a["sigma"], 4)
     fig, axes = style.new_figure(2 * len(probs), len(sigmas) + 1, panel=(1.4, 1.45))
-    ds, n, p = chosen["dataset"], chosen["train_size"], chosen["patch"]
+    ds, n = chosen["dataset"], chosen["train_size"]
     from lemmse.data import load_clean
 
     base = style.plt.get_cmap("tab20")
     colours = ListedColormap([base(i % 20) for i in range(max(int(n), 1))]).with_extremes(under="white")
     for k, (task, pre) in enumerate(probs):
+        p = patch_of[task, pre]
         store = _open(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds))
-        image = int(sorted(fix(a, task=task, preinverse=pre, split=split)["image"].unique())[0])
+        image = int(sorted(fix(a, task=task, preinverse=pre, patch=p, split=split)["image"].unique())[0])
         truth = load_clean(inputs.stores.measurements(ds, task), split)[image]
         style.image_panel(axes[2 * k, 0], truth, f"truth ({split} #{image})")
-        axes[2 * k, 0].set_ylabel(inputs.problem_label(task, pre).replace(", ", "\n"), fontsize=7.5)
+        axes[2 * k, 0].set_ylabel(inputs.problem_label(task, pre).replace(", ", "\n") + f"\nP = {p}", fontsize=7.5)
         axes[2 * k + 1, 0].axis("off")
-        axes[2 * k + 1, 0].text(0.5, 0.5, "source image\nper pixel\n(white: no image\nholds ≥ 50 %)", ha="center",
+        axes[2 * k + 1, 0].text(0.5, 0.5, "source image\nper pixel: one\ntraining patch\nholds ≥ 50 %\n(white: none)",
+                                ha="center",
                                 va="center", fontsize=7.5, transform=axes[2 * k + 1, 0].transAxes)
         for c, s in enumerate(sigmas, start=1):
             style.image_panel(axes[2 * k, c], pick(store, "xhat", split=split, image=image, sigma=s),
@@ -279,4 +299,5 @@ def make_fig23_patchwork(inputs: FigureInputs, out_png: Path, *, config_label: s
             axes[2 * k + 1, c].set_yticks([])
             axes[2 * k + 1, c].grid(False)
             axes[2 * k + 1, c].set_title(f"{owned:.0f} % owned, {distinct} images", fontsize=7)
-    style.save(fig, out_png, config_label=config_label, title=f"Fig. 23 — the LE-MMSE patchwork ({describe(chosen)})")
+    style.save(fig, out_png, config_label=config_label,
+               title=f"Fig. 23 — the LE-MMSE patchwork, single-patch source map ({describe(chosen)}, largest P per problem)")
