@@ -494,3 +494,64 @@ def smoothing_of(config: dict, label: str) -> float:
     return float(est.get("smoothing", 0.0)) if est["kind"] == "smoothed" else 0.0
 
 
+
+
+# ------------------------------------------------------------------------------------------------
+# what `snakemake all` runs: jobs per rule and per study, figures covered
+# ------------------------------------------------------------------------------------------------
+
+def prepared_datasets(plan: Plan) -> list[str]:
+    """The data sets some job of ``all`` reads (the others are prepared only by ``datasets_all``)."""
+    used = [r.dataset for r in plan.networks] + [e.eval_dataset for e in plan.evaluations]
+    used += [name for a in plan.analytics for name in (a.dataset, a.eval_dataset)]
+    if plan.variance_tasks():
+        used.append(plan.config["variance"]["dataset"])
+    return [name for name in plan.datasets if name in set(used)]
+
+
+def figure_coverage(plan: Plan) -> dict[str, str | None]:
+    """Figure name -> ``None`` when the planned tables cover it, else the reason it is not covered.
+
+    Judged from the planned table rows (key columns only), before any job runs; the same verdict
+    the workflow's figure rules are built from.
+    """
+    from lemmse.figures import coverage
+    from lemmse.gather import planned_tables
+
+    metrics, analytic = planned_tables(plan)
+    return coverage(metrics, analytic, variance=plan.variance_tasks() != [], preinverses=plan.config["preinverses"])
+
+
+def rule_jobs(plan: Plan, figures: Iterable[str]) -> dict[str, int]:
+    """Jobs per rule of ``snakemake all`` on an empty results folder, in stage order.
+
+    ``figures``: the covered figures (see :func:`figure_coverage`), one job each.
+    """
+    shards = sum(len(plan.shards(a)) for a in plan.analytics)
+    counts = {"prepare_dataset": len(prepared_datasets(plan)), "measure": len(plan.measurement_stores),
+              "train_network": len(plan.networks), "evaluate_network": len(plan.evaluations),
+              "analytic_template": len(plan.analytics), "analytic_shard": shards,
+              "analytic_finalize": len(plan.analytics), "variance": len(plan.variance_tasks()),
+              "gather": 1, "study_table": len(plan.config["studies"])}
+    counts.update({name: 1 for name in figures})
+    counts.update(claims=1, all=1)
+    return {rule: n for rule, n in counts.items() if n}
+
+
+def study_jobs(plan: Plan) -> dict[str, dict[str, int]]:
+    """Per study (and the memorisation and variance stages): networks, evaluations, estimator
+    stores and shards it needs. A job shared by several studies counts in each of them."""
+    out = {}
+    for name, comparisons in plan.studies.items():
+        analytics = _unique(c.analytic for c in comparisons)
+        out[name] = {"train_network": len(_unique(c.evaluation.run for c in comparisons)),
+                     "evaluate_network": len(_unique(c.evaluation for c in comparisons)),
+                     "analytic stores": len(analytics),
+                     "analytic_shard": sum(len(plan.shards(a)) for a in analytics)}
+    if plan.memorisation:
+        out["memorisation"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": len(plan.memorisation),
+                               "analytic_shard": sum(len(plan.shards(a)) for a in plan.memorisation)}
+    if plan.variance_tasks():
+        out["variance"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": 0, "analytic_shard": 0,
+                           "variance": len(plan.variance_tasks())}
+    return out
