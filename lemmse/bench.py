@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rates_out is not None:  # the cost model's rates instead of the table (lemmse.cost)
         from lemmse.cost import bench_hook
 
-        bench_hook(args.rates_out, config=args.rates_config, device=device)
+        bench_hook(args.rates_out, config=args.rates_config, device=device, clock=args.rates_clock)
         return 0
     arrays = load_problem(args.data)
     configs = problem_configs(args.quick)
@@ -280,6 +280,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rates-config", type=Path, default=None, metavar="CONFIG",
                    help="with --rates-out: calibrate on this workflow config's own networks and shard shape "
                         "(recommended). Default: the digits problem and each architecture's small preset.")
+    p.add_argument("--rates-clock", choices=("wall", "cpu"), default="wall",
+                   help="with --rates-out: seconds of elapsed time (default; what predicted hours mean) or CPU "
+                        "seconds of all threads (to check predictions on a machine other work loads; compare "
+                        "with the benchmark files' cpu_time).")
     add_verbosity_flags(p)
 
 

@@ -62,6 +62,12 @@ RATES_FORMAT = 1
 #: Rules the SLURM profile (slurm/config.yaml) gives a GPU; every other rule runs on CPU cores.
 GPU_RULES = ("train_network", "evaluate_network", "analytic_shard")
 
+#: What a rates file's seconds are, and the Snakemake benchmark column that measures the same:
+#: ``wall`` — elapsed time (column ``s``), what a prediction of hours means; ``cpu`` — CPU seconds
+#: of every thread of the process and its children (column ``cpu_time``), nearly independent of
+#: what else loads the machine, so a prediction can be checked on a shared machine.
+CLOCKS = {"wall": "s", "cpu": "cpu_time"}
+
 #: What one job imports before it works (the start-up :func:`measure_rates` times).
 JOB_IMPORTS = ("torch", "numpy", "pandas", "xarray", "zarr", "snakemake.script", "lemmse.rules", "lemmse.analytic",
                "lemmse.data", "lemmse.estimators", "lemmse.training.loop")
@@ -88,6 +94,7 @@ class Rates:
     job_overhead_s: float  # start-up of one job
     train_steps: dict[str, dict[str, float]] = field(default_factory=dict)  # network key -> measured step
     notes: str = ""
+    clock: str = "wall"  # "wall": seconds are wall time; "cpu": CPU seconds of all threads (see CLOCKS)
 
     def to_json(self) -> dict[str, Any]:
         return {"format": RATES_FORMAT, **asdict(self)}
@@ -98,7 +105,7 @@ class Rates:
             raise LemmseInputError(f"{where}: not a lemmse rates file of format {RATES_FORMAT} "
                                    f"(format {data.get('format')!r}); write one with lemmse bench --rates-out")
         names = {f for f in cls.__dataclass_fields__}
-        missing = sorted(names - set(data) - {"train_steps", "notes"})
+        missing = sorted(names - set(data) - {"train_steps", "notes", "clock"})
         if missing:
             raise LemmseInputError(f"{where}: missing key(s) {', '.join(missing)}")
         rates = cls(**{k: v for k, v in data.items() if k in names})
@@ -108,6 +115,8 @@ class Rates:
                 raise LemmseInputError(f"{where}: {key} must be a positive number, got {value!r}")
         if rates.kind not in ("cpu", "gpu"):
             raise LemmseInputError(f"{where}: kind must be cpu or gpu, got {rates.kind!r}")
+        if rates.clock not in CLOCKS:
+            raise LemmseInputError(f"{where}: clock must be one of {', '.join(CLOCKS)}, got {rates.clock!r}")
         return rates
 
 
@@ -277,6 +286,7 @@ class RuleCost:
     seconds: float = 0.0  # predicted wall seconds, summed over jobs
     device: str = "cpu"  # where the jobs run: cpu or gpu
     cores: int = 1
+    clock: str = "wall"  # seconds are wall time, or CPU seconds of all threads (see CLOCKS)
 
     @property
     def flops(self) -> float:
@@ -284,7 +294,10 @@ class RuleCost:
 
     @property
     def core_hours(self) -> float:
-        return self.seconds * self.cores / 3600 if self.device == "cpu" else 0.0
+        """Cores held × wall hours (CPU seconds already sum the threads)."""
+        if self.device != "cpu":
+            return 0.0
+        return self.seconds * (self.cores if self.clock == "wall" else 1) / 3600
 
     @property
     def gpu_hours(self) -> float:
@@ -303,7 +316,7 @@ def predict(plan: Plan, figures: Iterable[str], cpu: Rates, gpu: Rates | None = 
     for rule, n in rule_jobs(plan, list(figures)).items():
         rates = gpu if (gpu is not None and rule in GPU_RULES) else cpu
         start_up = 0.0 if rule == "all" else n * rates.job_overhead_s  # `all` runs nothing
-        costs[rule] = RuleCost(rule, jobs=n, seconds=start_up, device=rates.kind, cores=rates.cores)
+        costs[rule] = RuleCost(rule, jobs=n, seconds=start_up, device=rates.kind, cores=rates.cores, clock=rates.clock)
 
     def rates_of(rule: str) -> Rates:
         return gpu if (gpu is not None and rule in GPU_RULES) else cpu
@@ -358,9 +371,10 @@ def totals(costs: Mapping[str, RuleCost]) -> dict[str, float]:
 # what a run measured
 # ------------------------------------------------------------------------------------------------
 
-def read_benchmarks(folder: str | os.PathLike) -> dict[str, tuple[int, float]]:
-    """Rule -> (jobs, summed wall seconds ``s``) of the Snakemake ``benchmark:`` files under
-    ``folder`` (``results/benchmarks/<rule>/**.tsv``; a file of several repeats counts their mean)."""
+def read_benchmarks(folder: str | os.PathLike, clock: str = "wall") -> dict[str, tuple[int, float]]:
+    """Rule -> (jobs, summed seconds) of the Snakemake ``benchmark:`` files under ``folder``
+    (``results/benchmarks/<rule>/**.tsv``; a file of several repeats counts their mean); the
+    column is the one of ``clock`` (:data:`CLOCKS`: ``s`` for wall, ``cpu_time`` for cpu)."""
     import pandas as pd
 
     folder = Path(folder)
@@ -370,10 +384,11 @@ def read_benchmarks(folder: str | os.PathLike) -> dict[str, tuple[int, float]]:
     for tsv in sorted(folder.rglob("*.tsv")):
         rule = tsv.relative_to(folder).parts[0]
         frame = pd.read_csv(tsv, sep="\t")
-        if "s" not in frame.columns or frame.empty:
-            raise LemmseInputError(f"{tsv}: not a Snakemake benchmark file (no column s)")
+        column = CLOCKS[clock]
+        if column not in frame.columns or frame.empty:
+            raise LemmseInputError(f"{tsv}: not a Snakemake benchmark file (no column {column})")
         jobs, seconds = out.get(rule, (0, 0.0))
-        out[rule] = (jobs + 1, seconds + float(frame["s"].mean()))
+        out[rule] = (jobs + 1, seconds + float(frame[column].mean()))
     return out
 
 
@@ -381,44 +396,50 @@ def read_benchmarks(folder: str | os.PathLike) -> dict[str, tuple[int, float]]:
 # measuring the rates (lemmse bench --rates-out)
 # ------------------------------------------------------------------------------------------------
 
-def _best_seconds(fn, repeats: int, sync) -> float:
+def _now(clock: str) -> float:
+    """Seconds on ``clock``: elapsed, or CPU time of this process's threads plus finished children."""
+    if clock == "wall":
+        return time.perf_counter()
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def _best_seconds(fn, repeats: int, sync, clock: str = "wall") -> float:
     fn()
     sync()
     best = math.inf
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = _now(clock)
         fn()
         sync()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, _now(clock) - start)
     return best
 
 
-def _gemm_rate(dtype, device, size: int, repeats: int, sync) -> float:
+def _gemm_rate(dtype, device, size: int, repeats: int, sync, clock: str) -> float:
     import torch
 
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
     out = torch.empty(size, size, dtype=dtype, device=device)
-    return 2.0 * size**3 / _best_seconds(lambda: torch.mm(a, b, out=out), repeats, sync)
+    return 2.0 * size**3 / _best_seconds(lambda: torch.mm(a, b, out=out), repeats, sync, clock)
 
 
-def _exp_rate(dtype, device, count: int, repeats: int, sync) -> float:
+def _exp_rate(dtype, device, count: int, repeats: int, sync, clock: str) -> float:
     import torch
 
     x = torch.randn(count, dtype=dtype, device=device)
     out = torch.empty_like(x)
-    return count / _best_seconds(lambda: torch.exp(x, out=out), repeats, sync)
+    return count / _best_seconds(lambda: torch.exp(x, out=out), repeats, sync, clock)
 
 
-def _job_overhead(repeats: int) -> float:
+def _job_overhead(repeats: int, clock: str) -> float:
     """Seconds for a fresh interpreter to import what a workflow job imports (best of ``repeats``)."""
     code = "import " + ", ".join(JOB_IMPORTS)
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
-        best = min(best, time.perf_counter() - start)
-    return best
+    return _best_seconds(lambda: subprocess.run([sys.executable, "-c", code], check=True, capture_output=True),
+                         repeats, lambda: None, clock)
 
 
 def _calibration_shape(plan: Plan | None) -> dict[str, int]:
@@ -438,7 +459,7 @@ def _calibration_shape(plan: Plan | None) -> dict[str, int]:
 
 
 def _estimator_calibration(shape: Mapping[str, int], device: str, repeats: int, sync, gemm: float,
-                           exp: float) -> tuple[float, float]:
+                           exp: float, clock: str) -> tuple[float, float]:
     """``(efficiency, diagnostics factor)`` of the engine on random data of ``shape``."""
     import torch
 
@@ -450,8 +471,8 @@ def _estimator_calibration(shape: Mapping[str, int], device: str, repeats: int, 
     y = (torch.rand(shape["measurements"], c, r, r, generator=gen) + 0.1 * torch.randn(
         shape["measurements"], c, r, r, generator=gen)).to(torch.float32)
     kwargs = dict(task="denoising", estimator="lemmse", sigma=0.1, patch=shape["patch"], device=device)
-    plain = _best_seconds(lambda: estimate(train, y, **kwargs), repeats, sync)
-    diag = _best_seconds(lambda: estimate(train, y, diagnostics=True, **kwargs), repeats, sync)
+    plain = _best_seconds(lambda: estimate(train, y, **kwargs), repeats, sync, clock)
+    diag = _best_seconds(lambda: estimate(train, y, diagnostics=True, **kwargs), repeats, sync, clock)
     work = EstimatorWork(shape["measurements"] * r * r, shape["train"] * r * r, c * shape["patch"] ** 2)
     bound = work.score_flops / gemm + work.exps / exp
     return bound / plain, diag / plain
@@ -469,9 +490,10 @@ def _networks_to_time(plan: Plan | None) -> list[dict]:
     return list(seen.values())
 
 
-def _time_training(plan: Plan | None, net: Mapping[str, Any], device: str, warmup: int, steps: int) -> float:
+def _time_training(plan: Plan | None, net: Mapping[str, Any], device: str, warmup: int, steps: int,
+                   clock: str) -> float:
     """Seconds per step of the real training loop (:func:`lemmse.training.loop.train`) on random
-    images, from its own stats.jsonl clock: steps ``warmup + 1 … warmup + steps``."""
+    images: a run of ``warmup + steps`` steps minus a run of ``warmup`` steps (set-up cancels)."""
     import numpy as np
 
     from lemmse.training.config import TrainConfig
@@ -479,45 +501,52 @@ def _time_training(plan: Plan | None, net: Mapping[str, Any], device: str, warmu
 
     if plan is not None:
         run = net["_run"]
-        config = training_config(plan.config, run.task, run.preinverse, run.arch, run.patch)
-        config = type(config)(**{**asdict(config), "steps": warmup + steps, "log_every": 1,
-                                 "checkpoint_every": warmup + steps, "ema_start": 0})
+        base = training_config(plan.config, run.task, run.preinverse, run.arch, run.patch)
     else:
-        config = TrainConfig(arch=net["arch"], patch=net["patch"], preset=net["preset"],
-                             model_options=dict(net["model_options"]), steps=warmup + steps, batch_size=net["batch"],
-                             log_every=1, checkpoint_every=warmup + steps, ema_start=0)
+        base = TrainConfig(arch=net["arch"], patch=net["patch"], preset=net["preset"],
+                           model_options=dict(net["model_options"]), batch_size=net["batch"])
     c, r = net["channels"], net["resolution"]
     images = np.random.default_rng(0).random((max(net["batch"], 8), c, r, r), dtype=np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        train(Path(tmp) / "run", config, images, device=device)
-        stats = [json.loads(line) for line in (Path(tmp) / "run" / "stats.jsonl").read_text().splitlines()]
-    clock = {row["step"]: row["seconds"] for row in stats}
-    return (clock[warmup + steps] - clock[warmup]) / steps
+
+    def seconds(n: int) -> float:
+        config = type(base)(**{**asdict(base), "steps": n, "checkpoint_every": n, "ema_start": 0})
+        with tempfile.TemporaryDirectory() as tmp:
+            start = _now(clock)
+            train(Path(tmp) / "run", config, images, device=device)
+            return _now(clock) - start
+
+    seconds(1)  # warm caches and lazy imports
+    return max(seconds(warmup + steps) - seconds(warmup), 0.0) / steps
 
 
 def measure_rates(*, plan: Plan | None = None, device: str = "cpu", repeats: int = 3, train_steps: int = 5,
-                  warmup_steps: int = 2) -> Rates:
+                  warmup_steps: int = 2, clock: str = "wall") -> Rates:
     """Measure the rates of this machine (all torch threads, or one GPU) — see the module doc.
 
     ``plan``: calibrate on the config's own networks and shard shape (recommended: the engine's
     efficiency and a network's step time depend on their size); without one, on the benchmark's
-    digits problem and each architecture's small preset.
+    digits problem and each architecture's small preset. ``clock``: what a second is
+    (:data:`CLOCKS`); ``cpu`` only on a CPU.
     """
     import torch
 
+    if clock not in CLOCKS:
+        raise LemmseInputError(f"clock {clock!r}: choose one of {', '.join(CLOCKS)}")
     dev = torch.device(device)
+    if clock == "cpu" and dev.type != "cpu":
+        raise LemmseInputError("CPU-time rates need --device cpu")
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
     size = 2048 if dev.type == "cuda" else 1024
-    gemm32 = _gemm_rate(torch.float32, dev, size, repeats, sync)
-    gemm64 = _gemm_rate(torch.float64, dev, size, repeats, sync)
-    exp32 = _exp_rate(torch.float32, dev, 1 << 22, repeats, sync)
-    exp64 = _exp_rate(torch.float64, dev, 1 << 22, repeats, sync)
+    gemm32 = _gemm_rate(torch.float32, dev, size, repeats, sync, clock)
+    gemm64 = _gemm_rate(torch.float64, dev, size, repeats, sync, clock)
+    exp32 = _exp_rate(torch.float32, dev, 1 << 22, repeats, sync, clock)
+    exp64 = _exp_rate(torch.float64, dev, 1 << 22, repeats, sync, clock)
     log.info("GEMM %.1f GFLOP/s fp32, %.1f fp64; exp %.2f G/s fp32, %.2f fp64",
              gemm32 / 1e9, gemm64 / 1e9, exp32 / 1e9, exp64 / 1e9)
-    overhead = _job_overhead(max(1, repeats - 1))
+    overhead = _job_overhead(max(1, repeats - 1), clock)
     log.info("job start-up (imports of a fresh interpreter): %.2f s", overhead)
     shape = _calibration_shape(plan)
-    efficiency, diag = _estimator_calibration(shape, str(dev), repeats, sync, gemm32, exp32)
+    efficiency, diag = _estimator_calibration(shape, str(dev), repeats, sync, gemm32, exp32, clock)
     log.info("engine on %s: %.1f %% of the scores+exps bound, diagnostics x%.2f", shape, 100 * efficiency, diag)
     steps: dict[str, dict[str, float]] = {}
     by_arch: dict[str, list[float]] = {}
@@ -525,7 +554,7 @@ def measure_rates(*, plan: Plan | None = None, device: str = "cpu", repeats: int
         spec = {k: v for k, v in net.items() if not k.startswith("_")}
         key = network_key(**spec)
         flops_step, _ = model_flops(**spec)
-        seconds = _time_training(plan, net, str(dev), warmup_steps, train_steps)
+        seconds = _time_training(plan, net, str(dev), warmup_steps, train_steps, clock)
         steps[key] = {"seconds_per_step": seconds, "flops_per_step": flops_step}
         by_arch.setdefault(net["arch"], []).append(flops_step / seconds / gemm32)
         log.info("training step of %s: %.4f s (%.2f GFLOP/s)", key, seconds, flops_step / seconds / 1e9)
@@ -538,7 +567,7 @@ def measure_rates(*, plan: Plan | None = None, device: str = "cpu", repeats: int
                  kind="gpu" if dev.type == "cuda" else "cpu", estimate=False, cores=threads, gemm_fp32=gemm32,
                  gemm_fp64=gemm64, exp_fp32=exp32, exp_fp64=exp64, estimator_efficiency=efficiency,
                  diagnostics_factor=diag, train_efficiency=train_eff, job_overhead_s=overhead, train_steps=steps,
-                 notes=f"engine calibrated on {json.dumps(shape)}; torch {torch.__version__}")
+                 notes=f"engine calibrated on {json.dumps(shape)}; torch {torch.__version__}", clock=clock)
 
 
 def write_rates(path: str | os.PathLike, rates: Rates) -> Path:
@@ -551,14 +580,15 @@ def write_rates(path: str | os.PathLike, rates: Rates) -> Path:
     return path
 
 
-def bench_hook(path: str | os.PathLike, *, config: str | os.PathLike | None, device: str) -> Rates:
-    """``lemmse bench --rates-out FILE [--rates-config CONFIG]``: measure and write the rates."""
+def bench_hook(path: str | os.PathLike, *, config: str | os.PathLike | None, device: str,
+               clock: str = "wall") -> Rates:
+    """``lemmse bench --rates-out FILE [--rates-config CONFIG] [--rates-clock cpu]``: measure, write."""
     from lemmse.sweep import load_config, make_plan
 
     path = Path(path)
     if not path.parent.is_dir():
         raise LemmseInputError(f"--rates-out {path}: directory {path.parent} does not exist")
     plan = make_plan(load_config(config)) if config is not None else None
-    rates = measure_rates(plan=plan, device=device)
+    rates = measure_rates(plan=plan, device=device, clock=clock)
     write_rates(path, rates)
     return rates

@@ -93,8 +93,11 @@ def format_cost(costs: dict, cpu, gpu, measured: dict | None) -> str:
              f"  CPU rules on: {cpu.label}" + ("" if gpu is not None else " (the GPU rules too)")]
     if gpu is not None:
         lines.append(f"  GPU rules on: {gpu.label}")
+    if cpu.clock == "cpu":
+        lines.append("  seconds are CPU seconds of all threads (rates measured with --rates-clock cpu); "
+                     "measured: the benchmark files' cpu_time")
     head = (f"  {'rule':<26}{'jobs':>6} {'on':>4} {'score FLOPs':>12} {'exps':>10} {'model FLOPs':>12} "
-            f"{'wall h':>9} {'core-h':>9} {'GPU-h':>9}")
+            f"{'wall h' if cpu.clock == 'wall' else 'CPU h':>9} {'core-h':>9} {'GPU-h':>9}")
     if measured is not None:
         head += f" {'measured h':>11} {'meas/pred':>9}"
     lines.append(head)
@@ -139,7 +142,10 @@ def run(args: argparse.Namespace) -> int:
         from lemmse.cost import predict, read_benchmarks
 
         cpu, gpu = rates
-        measured = read_benchmarks(args.compare) if args.compare is not None else None
+        clocks = {r.clock for r in (cpu, gpu) if r is not None}
+        if len(clocks) > 1:
+            raise CliError("--rates measured CPU time (--rates-clock cpu) cannot be mixed with a wall-time profile")
+        measured = read_benchmarks(args.compare, clocks.pop()) if args.compare is not None else None
         out += "\n" + format_cost(predict(plan, figures, cpu, gpu), cpu, gpu, measured)
     sys.stdout.write(out + "\n")
     return 0
