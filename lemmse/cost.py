@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from lemmse.errors import LemmseInputError
-from lemmse.sweep import AnalyticRun, NetworkRun, Plan, prepared_datasets, training_config
+from lemmse.sweep import AnalyticRun, NetworkRun, Plan, training_config
 
 log = logging.getLogger(__name__)
 
