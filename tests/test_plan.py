@@ -41,6 +41,7 @@ def test_study_and_rule_counts_by_hand(tiny_plan):
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_rule_jobs_equal_the_snakemake_dry_run(tmp_path, tiny_plan):
     workdir = make_workdir(tmp_path / "work")
     proc = snakemake(workdir, "-n", "all")
@@ -93,6 +94,7 @@ def test_plan_cli_help_and_bad_input(capsys, tmp_path):
     assert "--compare needs --cost" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_plan_cli_plans_the_paper_config_without_its_data(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no data/ here
     assert main(["plan", str(REPO / "config" / "paper.yaml")]) == 0
@@ -101,6 +103,7 @@ def test_plan_cli_plans_the_paper_config_without_its_data(capsys, tmp_path, monk
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_missing_dataset_root_fails_in_the_dataset_rule_naming_key_and_path(tmp_path):
     """The dry run plans; the real run stops in prepare_dataset, before any other job, with the
     config key and the path in the job's log."""
