@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from lemmse.errors import LemmseInputError
-from lemmse.sweep import AnalyticRun, NetworkRun, Plan, training_config
+from lemmse.sweep import AnalyticRun, NetworkRun, Plan, rule_jobs, training_config
 
 log = logging.getLogger(__name__)
 
@@ -261,10 +261,18 @@ def model_flops(arch: str, preset: str, model_options: Mapping[str, Any], patch:
     return _FLOPS_CACHE[cache_key]
 
 
+_WARNED: set[str] = set()
+
+
 def _step_seconds(rates: Rates, key: str, arch: str, flops_step: float) -> float:
     measured = rates.train_steps.get(key)
     if measured is not None:
         return float(measured["seconds_per_step"])
+    if not rates.estimate and key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("the rates file did not time the training step of %s; extrapolated from the efficiency of "
+                    "the networks it did time (measure this config's own: lemmse bench --rates-out FILE "
+                    "--rates-config CONFIG)", key)
     eff = rates.train_efficiency.get(arch, rates.train_efficiency.get("default"))
     if eff is None:
         effs = list(rates.train_efficiency.values())
@@ -283,7 +291,7 @@ class RuleCost:
     score_flops: float = 0.0
     exps: float = 0.0
     model_flops: float = 0.0
-    seconds: float = 0.0  # predicted wall seconds, summed over jobs
+    seconds: float = 0.0  # predicted seconds (on the rates' clock), summed over jobs
     device: str = "cpu"  # where the jobs run: cpu or gpu
     cores: int = 1
     clock: str = "wall"  # seconds are wall time, or CPU seconds of all threads (see CLOCKS)
@@ -310,8 +318,6 @@ def predict(plan: Plan, figures: Iterable[str], cpu: Rates, gpu: Rates | None = 
     ``gpu``: rates of the device the :data:`GPU_RULES` run on (``None``: they run on ``cpu`` too).
     ``figures``: the covered figures (:func:`lemmse.sweep.figure_coverage`).
     """
-    from lemmse.sweep import rule_jobs
-
     costs: dict[str, RuleCost] = {}
     for rule, n in rule_jobs(plan, list(figures)).items():
         rates = gpu if (gpu is not None and rule in GPU_RULES) else cpu
