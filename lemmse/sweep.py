@@ -3,8 +3,10 @@ r"""The workflow's configuration as data: validate it, then expand it into the j
 :func:`load_config` checks a config (a YAML file or a dict) against the JSON schema
 ``workflow/schemas/config.schema.yaml`` — every key described, defaulted, unknown keys refused
 — and then the semantics a schema cannot express (odd patch sizes that fit the images, pre-inverses
-that fit their task, training sizes the data sets have, dataset files that exist), raising
+that fit their task, training sizes the data sets have), raising
 :class:`~lemmse.errors.LemmseInputError` with the offending key path before any job is built.
+No data file is read: the files of a data set are checked by :func:`check_dataset_files` in the
+dataset rule, so a config can be planned before its data sets are on disk.
 
 :func:`make_plan` expands the studies into frozen records — :class:`NetworkRun` (one trained
 network), :class:`NetworkEval` (its outputs on one data set's measurements), :class:`AnalyticRun`
@@ -94,8 +96,21 @@ def load_config(source: str | Path | Mapping[str, Any], schema_path: Path = SCHE
     return config
 
 
+def reads_files(source: str) -> bool:
+    """Whether the registered data set ``source`` is read from local files (it has a ``root`` key)."""
+    from lemmse.data import get_spec
+
+    return "root" in get_spec(source).defaults
+
+
 def _dataset_info(config: dict) -> dict[str, dict]:
-    """Resolved options, channel count and resolution of every configured data set."""
+    """Resolved options, channel count and resolution of every configured data set.
+
+    Touches no file: a data set read from local files (FFHQ, CIFAR-10, FashionMNIST) gets only its
+    option types checked here; its root, files and sizes are checked by :func:`check_dataset_files`
+    in the dataset rule, so a config can be planned (``snakemake -n``, ``lemmse plan``) before any
+    data set is fetched. Embedded data sets (no files) get their source's full check.
+    """
     from lemmse.data import get_spec, resolve_config
 
     info = {}
@@ -104,14 +119,45 @@ def _dataset_info(config: dict) -> dict[str, dict]:
         try:
             resolved = resolve_config(source, options)
             spec = get_spec(source)
-            if not resolved.get("download"):
-                spec.check(resolved)  # sizes, resolution, files present (no download here)
+            if not reads_files(source):
+                spec.check(resolved)  # sizes and resolution against the bundled pool
         except LemmseInputError as err:
             raise LemmseInputError(f"config key datasets.{name}: {err}") from err
         info[name] = {"options": resolved, "channels": spec.channels(resolved),
                       "resolution": int(resolved["resolution"]), "train_size": int(resolved["train_size"]),
                       "test_size": int(resolved["test_size"])}
     return info
+
+
+def check_dataset_files(config: dict, name: str) -> tuple[str, dict]:
+    """The dataset rule's check, before any work: ``(source, options)`` of data set ``name``.
+
+    For a data set read from local files, the configured ``root`` must be set and exist (unless
+    ``download: true`` fetches it); then the source's own check runs (sizes against the files,
+    readable headers, resolution). Every failure names the config key and the path.
+    """
+    from lemmse.data import get_spec, resolve_config
+
+    source, options = dataset_source(config, name)
+    try:
+        resolved = resolve_config(source, options)
+    except LemmseInputError as err:
+        raise LemmseInputError(f"config key datasets.{name}: {err}") from err
+    if reads_files(source) and not resolved.get("download"):
+        root = resolved.get("root")
+        if root is None:
+            raise LemmseInputError(f"config key datasets.{name}.root is not set: {source} is read from local "
+                                   "files; point root at them")
+        path = Path(root).expanduser()
+        if not path.exists():
+            raise LemmseInputError(f"config key datasets.{name}.root: {root} does not exist (resolved from "
+                                   f"{Path.cwd()}: {path.absolute()}); fetch the {source} files there or set "
+                                   f"datasets.{name}.root")
+    try:
+        get_spec(source).check(resolved)
+    except LemmseInputError as err:
+        raise LemmseInputError(f"config key datasets.{name}: {err}") from err
+    return source, options
 
 
 def dataset_source(config: dict, name: str) -> tuple[str, dict]:
@@ -507,3 +553,64 @@ def smoothing_of(config: dict, label: str) -> float:
     return float(est.get("smoothing", 0.0)) if est["kind"] == "smoothed" else 0.0
 
 
+
+
+# ------------------------------------------------------------------------------------------------
+# what `snakemake all` runs: jobs per rule and per study, figures covered
+# ------------------------------------------------------------------------------------------------
+
+def prepared_datasets(plan: Plan) -> list[str]:
+    """The data sets some job of ``all`` reads (the others are prepared only by ``datasets_all``)."""
+    used = [r.dataset for r in plan.networks] + [e.eval_dataset for e in plan.evaluations]
+    used += [name for a in plan.analytics for name in (a.dataset, a.eval_dataset)]
+    if plan.variance_tasks():
+        used.append(plan.config["variance"]["dataset"])
+    return [name for name in plan.datasets if name in set(used)]
+
+
+def figure_coverage(plan: Plan) -> dict[str, str | None]:
+    """Figure name -> ``None`` when the planned tables cover it, else the reason it is not covered.
+
+    Judged from the planned table rows (key columns only), before any job runs; the same verdict
+    the workflow's figure rules are built from.
+    """
+    from lemmse.figures import coverage
+    from lemmse.gather import planned_tables
+
+    metrics, analytic = planned_tables(plan)
+    return coverage(metrics, analytic, variance=plan.variance_tasks() != [], preinverses=plan.config["preinverses"])
+
+
+def rule_jobs(plan: Plan, figures: Iterable[str]) -> dict[str, int]:
+    """Jobs per rule of ``snakemake all`` on an empty results folder, in stage order.
+
+    ``figures``: the covered figures (see :func:`figure_coverage`), one job each.
+    """
+    shards = sum(len(plan.shards(a)) for a in plan.analytics)
+    counts = {"prepare_dataset": len(prepared_datasets(plan)), "measure": len(plan.measurement_stores),
+              "train_network": len(plan.networks), "evaluate_network": len(plan.evaluations),
+              "analytic_template": len(plan.analytics), "analytic_shard": shards,
+              "analytic_finalize": len(plan.analytics), "variance": len(plan.variance_tasks()),
+              "gather": 1, "study_table": len(plan.config["studies"])}
+    counts.update({name: 1 for name in figures})
+    counts.update(claims=1, all=1)
+    return {rule: n for rule, n in counts.items() if n}
+
+
+def study_jobs(plan: Plan) -> dict[str, dict[str, int]]:
+    """Per study (and the memorisation and variance stages): networks, evaluations, estimator
+    stores and shards it needs. A job shared by several studies counts in each of them."""
+    out = {}
+    for name, comparisons in plan.studies.items():
+        analytics = _unique(c.analytic for c in comparisons)
+        out[name] = {"train_network": len(_unique(c.evaluation.run for c in comparisons)),
+                     "evaluate_network": len(_unique(c.evaluation for c in comparisons)),
+                     "analytic stores": len(analytics),
+                     "analytic_shard": sum(len(plan.shards(a)) for a in analytics)}
+    if plan.memorisation:
+        out["memorisation"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": len(plan.memorisation),
+                               "analytic_shard": sum(len(plan.shards(a)) for a in plan.memorisation)}
+    if plan.variance_tasks():
+        out["variance"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": 0, "analytic_shard": 0,
+                           "variance": len(plan.variance_tasks())}
+    return out

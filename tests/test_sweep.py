@@ -1,7 +1,8 @@
 """The workflow config: schema (descriptions, defaults, unknown keys) and semantic checks.
 
 Every bad config fails in :func:`lemmse.sweep.load_config` with the offending key named, before
-any job exists; the shipped configs validate (the paper's one up to its missing data files).
+any job exists; the shipped configs validate and plan, the paper's one with none of its data
+sets on disk (their files are checked by the dataset rule, :func:`check_dataset_files`).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from lemmse.errors import LemmseInputError
-from lemmse.sweep import SCHEMA_PATH, load_config, make_plan
+from lemmse.sweep import SCHEMA_PATH, check_dataset_files, load_config, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "test_tiny.yaml"
@@ -61,10 +62,34 @@ def test_default_config_has_every_ablation_of_the_issue():
     assert "tikhonov" in kinds
 
 
-def test_paper_config_only_lacks_its_data_files():
-    """paper.yaml is schema-valid; the first semantic error is the missing FFHQ/CIFAR/FashionMNIST folder."""
-    with pytest.raises(LemmseInputError, match=r"config key datasets\.(ffhq|cifar10|fashion_mnist)"):
-        load_config(REPO / "config" / "paper.yaml")
+def test_paper_config_plans_without_its_data_files(tmp_path, monkeypatch):
+    """No data set on disk: the config still validates and plans (sizes from the options)."""
+    monkeypatch.chdir(tmp_path)  # the relative roots data/... do not exist here
+    config = load_config(REPO / "config" / "paper.yaml")
+    plan = make_plan(config)
+    assert plan.datasets["ffhq"]["resolution"] == 32 and plan.datasets["ffhq64"]["resolution"] == 64
+    assert plan.datasets["cifar10"]["channels"] == 3 and plan.datasets["fashion_mnist"]["channels"] == 1
+    assert len(plan.networks) == 78 and len(plan.analytics) == 55
+
+
+@pytest.mark.parametrize("entry,key,path", [
+    ({"root": "/nonexistent/fmnist"}, "datasets.fashion_mnist.root", "/nonexistent/fmnist"),
+    ({}, "datasets.fashion_mnist.root", None),
+], ids=["missing-root", "unset-root"])
+def test_dataset_rule_check_names_the_key_and_the_path(tiny, entry, key, path):
+    config = _broken(tiny, lambda c: c["datasets"].update(fashion_mnist=entry))
+    config = load_config(config)  # planning works: files are not looked at
+    with pytest.raises(LemmseInputError) as err:
+        check_dataset_files(config, "fashion_mnist")
+    assert key in str(err.value) and (path is None or path in str(err.value)), err.value
+
+
+def test_dataset_rule_check_runs_the_source_check_on_existing_files(tiny, tmp_path):
+    """The root exists but holds no idx files: the source's own check fails, naming the data set."""
+    config = load_config(_broken(tiny, lambda c: c["datasets"].update(fashion_mnist={"root": str(tmp_path)})))
+    with pytest.raises(LemmseInputError, match=r"config key datasets\.fashion_mnist: "):
+        check_dataset_files(config, "fashion_mnist")
+    assert check_dataset_files(config, "digits") == ("digits", tiny["datasets"]["digits"])
 
 
 def _broken(tiny: dict, edit) -> dict:
@@ -81,8 +106,8 @@ BAD = {
     "sigma negative": (lambda c: c["measurements"].update(sigmas=[0.1, -1.0]), "measurements.sigmas.1"),
     "even patch": (lambda c: c["studies"]["patch_size"].update(patches=[3, 4]), "studies.patch_size.patches"),
     "patch larger than image": (lambda c: c["studies"]["patch_size"].update(patches=[17]), "studies.patch_size.patches"),
-    "missing dataset path": (lambda c: c["datasets"].update(fashion_mnist={"root": "/nonexistent/fmnist"}),
-                             "datasets.fashion_mnist"),
+    "bad dataset option type": (lambda c: c["datasets"].update(fashion_mnist={"root": "x", "train_size": "many"}),
+                                "datasets.fashion_mnist"),
     "unknown dataset": (lambda c: c["datasets"].update(mnist={}), "datasets.mnist"),
     "study on unconfigured dataset": (lambda c: c["studies"]["noise"].update(datasets=["photos"]),
                                       "studies.noise.datasets"),

@@ -44,6 +44,10 @@ from lemmse.estimators.stream import (KeyBlock, attend, augmented_queries, image
 from lemmse.operators import InverseProblem
 from lemmse.operators.linear_maps import CircularLinearMap
 
+#: Passes over the training set the diagnostics add to the estimate's one (the 99 %-mass
+#: histogram; densities and source maps come from the estimate's own pass). Read by lemmse.cost.
+MASS_PASSES = 1
+
 log = logging.getLogger(__name__)
 
 MASS_FRACTION = 0.99
