@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from lemmse.errors import LemmseInputError
-from lemmse.sweep import AnalyticRun, NetworkRun, Plan, rule_jobs, training_config
+from lemmse.sweep import AnalyticRun, NetworkRun, Plan, model_options, rule_jobs, training_config, training_steps
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +223,7 @@ def network_key(arch: str, preset: str, model_options: Mapping[str, Any], patch:
 def _network_of(plan: Plan, run: NetworkRun) -> tuple[str, dict]:
     t = plan.config["training"]
     info = plan.datasets[run.dataset]
-    options = dict(t["model_options"].get(run.arch, {}))
+    options = model_options(t, run.dataset, run.arch)
     key = network_key(run.arch, t["preset"], options, run.patch, info["channels"], info["resolution"], t["batch_size"])
     return key, {"arch": run.arch, "preset": t["preset"], "model_options": options, "patch": run.patch,
                  "channels": info["channels"], "resolution": info["resolution"], "batch": t["batch_size"]}
@@ -332,7 +332,7 @@ def predict(plan: Plan, figures: Iterable[str], cpu: Rates, gpu: Rates | None = 
     for run in plan.networks:
         key, net = _network_of(plan, run)
         flops_step, _ = model_flops(**net)
-        steps = plan.config["training"]["steps"]
+        steps = training_steps(plan.config["training"], run.train_size)
         c = costs["train_network"]
         c.model_flops += steps * flops_step
         c.seconds += steps * _step_seconds(rates_of("train_network"), key, run.arch, flops_step)
