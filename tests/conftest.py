@@ -1,10 +1,15 @@
 """Shared fixtures: the benchmark images in ``shared/bench/data`` and a CPU/CUDA ``device``.
 
-The data folder lives beside the repository (``<repo>/../shared/bench/data``); tests that need
-it are skipped with a message naming the missing path when it is absent.
+The data folder lives beside the repository (``<repo>/../shared/bench/data``). Every file is
+checked against the SHA-256 of its ``manifest.json`` before use. Where the folder is absent, tests
+that need it fail naming the path — CI must run them — except on a developer's machine that sets
+``LEMMSE_ALLOW_MISSING_BENCH=1``, where they are skipped.
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +27,36 @@ settings.load_profile("lemmse")
 BENCH_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "bench" / "data"
 
 
+def _missing(message: str):
+    """Missing benchmark data: an error, unless a developer opted into skipping."""
+    if os.environ.get("LEMMSE_ALLOW_MISSING_BENCH") == "1" and os.environ.get("CI") != "true":
+        pytest.skip(message)
+    pytest.fail(message + " (set LEMMSE_ALLOW_MISSING_BENCH=1 to skip these tests outside CI)", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def bench_data_dir() -> Path:
-    """Folder holding ``digits16.npy``, ``color16.npy`` and ``test_noise.npy``."""
+    """Folder holding ``digits16.npy``, ``color16.npy``, ``test_noise.npy`` and ``manifest.json``."""
     if not BENCH_DATA_DIR.is_dir():
-        pytest.skip(f"benchmark data not found at {BENCH_DATA_DIR} (expected shared/ beside the repository)")
+        _missing(f"benchmark data not found at {BENCH_DATA_DIR} (expected shared/ beside the repository)")
     return BENCH_DATA_DIR
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _load(folder: Path, name: str, shape: tuple[int, ...]) -> torch.Tensor:
     path = folder / name
     if not path.is_file():
-        pytest.skip(f"benchmark file {path} is missing")
+        _missing(f"benchmark file {path} is missing")
+    manifest = json.loads((folder / "manifest.json").read_text())["files"]
+    expected = manifest[name]["sha256"]
+    assert _sha256(path) == expected, f"{path}: SHA-256 differs from {folder / 'manifest.json'} ({expected})"
     array = np.load(path)
     assert array.shape == shape and array.dtype == np.float32, f"{path}: {array.shape} {array.dtype}"
     return torch.from_numpy(array)
