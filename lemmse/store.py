@@ -131,10 +131,10 @@ def writing(path: Path, what: str) -> Iterator[None]:
 
 
 def require_writable(folder: str | os.PathLike, what: str = "results into") -> None:
-    """Raise :class:`StoreWriteError` now if nothing can be written at or below ``folder``.
+    """Raise :class:`StoreWriteError` now if ``folder`` (a folder or a file to create) cannot be written.
 
-    Checks, without writing, the nearest existing ancestor: it must be a folder on a file system
-    mounted read-write. (Permission bits are not checked: root ignores them, and a denied write
+    Checks, without writing, ``folder`` or its nearest existing ancestor: it must be a folder on
+    a file system mounted read-write. (Permission bits are not checked: root ignores them, and a denied write
     still fails later with a :class:`StoreWriteError`.)
     """
     folder = _as_path(folder).absolute()
@@ -193,7 +193,7 @@ def create_template(path: str | os.PathLike, *, variables: Mapping[str, Variable
                 raise LemmseInputError(f"variable {var!r}: chunk {chunk} along {dim!r} must be >= 1")
     if path.exists() and not overwrite:
         raise LemmseInputError(f"store {path} already exists; remove it or pass overwrite=True")
-    require_writable(path.parent, "store")
+    require_writable(path, "store")
     with writing(path, "store"):
         _write_template(path, variables, coords, dim_sizes, attrs)
     log.debug("created template %s with %s", path, ", ".join(variables))
@@ -288,7 +288,8 @@ def mark_complete(path: str | os.PathLike, **attrs: Any) -> None:
     path = _as_path(path)
     require_writable(path, "completion mark of store")
     with writing(path, "completion mark of store"):
-        group = zarr.open_group(path, mode="r+", zarr_format=ZARR_FORMAT)
+        # without consolidated metadata, so that setting attrs rewrites only .zattrs
+        group = zarr.open_group(path, mode="r+", zarr_format=ZARR_FORMAT, use_consolidated=False)
         if attrs:
             group.attrs.update(attrs)
         group.attrs[COMPLETE_ATTR] = True
@@ -343,7 +344,7 @@ def atomic_store(target: str | os.PathLike, *, overwrite: bool = True) -> Iterat
     target = _as_path(target)
     if target.exists() and not overwrite:
         raise LemmseInputError(f"{target} already exists; refusing to overwrite it")
-    require_writable(target.parent, "store")
+    require_writable(target, "store")
     with writing(target, "store"):
         target.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
