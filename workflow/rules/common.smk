@@ -78,6 +78,23 @@ def shard_mem_mb(wildcards):
     return _fit("analytic_shard", need, f"analytic.max_memory_mb={bound} plus data and process")
 
 
+def check_requests_fit():
+    """Size every heavy job of the plan now, so that one no node can hold stops the run before
+    the first submission (resources are otherwise evaluated only when a job is ready)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    for n in PLAN.networks:
+        train_mem_mb(SimpleNamespace(**dataclasses.asdict(n)))
+    for a in PLAN.analytics:
+        shard_mem_mb(SimpleNamespace(dataset=a.dataset, train_size=a.train_size))
+
+
+onstart:
+    if on_slurm():
+        check_requests_fit()
+
+
 def data_store(wildcards):
     """The prepared data set a job trains on."""
     return str(PLAN.data_store(wildcards.dataset))
