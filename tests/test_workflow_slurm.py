@@ -68,13 +68,15 @@ def test_verbatim_profile_runs_the_workflow(slurm_cluster, tmp_path):
     logs = repo / ".snakemake" / "slurm_logs"
     results = repo / plan.results
     measured = 0
-    for rule in ("train_network", "analytic_shard"):
-        for log in (logs / f"rule_{rule}").rglob("*.log"):
+    for rule in ("train_network", "analytic_shard"):  # shards: in group jobs (members summed)
+        job_logs = [log for folder in logs.glob(f"*{rule}*") for log in folder.rglob("*.log")]
+        assert job_logs, rule
+        for log in job_logs:
             text = log.read_text()
-            threads = int(re.search(r"threads: (\d+)", text).group(1))
-            assert threads <= slurm_cluster.cpus, text[-2000:]
+            for threads in re.findall(r"threads: (\d+)", text):
+                assert int(threads) <= slurm_cluster.cpus, text[-2000:]
             requested = _requested_mem_mb(log)
-            assert 2048 < requested < 8000, (rule, requested)
+            assert 2048 < requested < 10000, (rule, requested)
             for bench in (results / "benchmarks" / rule).rglob("*.tsv"):
                 used = pd.to_numeric(pd.read_csv(bench, sep="\t")["max_rss"], errors="coerce").max()
                 if used == used:  # a job too short for a memory sample has none
