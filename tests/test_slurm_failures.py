@@ -125,7 +125,7 @@ def test_a_shard_past_its_time_limit_fails_and_the_rerun_redoes_only_that_shard(
                                    extra_args=["--retries", "0", "--set-resources", "analytic_shard:runtime=1",
                                                "--group-components", "analytic_shards=1"])
     assert first.returncode != 0, first.stdout[-4000:]
-    assert "SLURM status is: 'TIMEOUT'" in first.stdout, first.stdout[-4000:]
+    assert "Error in rule analytic_shard" in first.stdout, first.stdout[-4000:]  # SLURM state below
     shard_ids = {i for folder, ids in slurm_job_ids(work).items() if "analytic_shard" in folder for i in ids}
     assert sorted(job_state(i) for i in shard_ids) == ["COMPLETED", "TIMEOUT"]
     markers = {(i, s): (work / f"{run.stem(results)}.shards/i{i}-s{s}.done").exists() for i, s in shards}
@@ -192,6 +192,65 @@ def test_training_terminated_by_slurm_checkpoints_retries_and_resumes_bitwise(sl
 
     a, b = load_checkpoint(work / model_dir), load_checkpoint(reference / model_dir)
     assert a["step"] == b["step"] == 3000
+    for key in ("model", "ema"):
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
+
+
+@pytest.mark.slow
+def test_a_training_past_its_time_limit_fails_and_its_retry_finishes_it_identically(slurm_cluster, tmp_path):
+    """The training job blocks reading its images (a FIFO in place of a chunk of the data store)
+    until SLURM kills it at its 1-minute limit; snakemake reports the TIMEOUT and resubmits it,
+    the test puts the chunk back meanwhile, and the retry trains the network that an
+    uninterrupted run trains."""
+    configfile = _config(tmp_path)
+    plan = make_plan(load_config(configfile))
+    (network,) = plan.networks
+    model_dir = network.directory(Path(plan.results))
+    target = str(model_dir / "trained.json")
+    data = plan.data_store(network.dataset)
+
+    reference = make_workdir(tmp_path / "reference")
+    done = snakemake(reference, "--cores", "2", target, configfile=configfile)
+    assert done.returncode == 0, done.stdout[-3000:]
+
+    work = make_workdir(tmp_path / "work")
+    done = snakemake(work, "--cores", "2", str(data), configfile=configfile)
+    assert done.returncode == 0, done.stdout[-3000:]
+    chunks = sorted((work / data / "train").glob("0.*"))
+    assert chunks, sorted(p.name for p in (work / data / "train").iterdir())
+    chunk, saved = chunks[0], chunks[0].read_bytes()
+    chunk.unlink()
+    os.mkfifo(chunk)
+
+    log = work / "snakemake-slurm.log"
+    with open(log, "w") as out:
+        cmd = ["snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(work), "--profile",
+               str(slurm_cluster.profile), target, "--configfile", str(configfile),
+               "--set-resources", "train_network:runtime=1"]
+        proc = subprocess.Popen(cmd, cwd=work, env=slurm_env(slurm_cluster), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 600
+        first = None
+        while first is None or job_state(first) != "TIMEOUT":
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"job {first} never timed out"
+            first = next(iter(slurm_job_ids(work).get("rule_train_network", ())), None)
+            time.sleep(0.5)
+        chunk.unlink()
+        chunk.write_bytes(saved)
+        rc = proc.wait(timeout=900)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=120)
+    output = log.read_text()
+    assert rc == 0, output[-4000:]
+    assert f"SLURM-job '{first}' failed, SLURM status is: 'TIMEOUT'" in output, output[-4000:]
+    ids = sorted(slurm_job_ids(work)["rule_train_network"], key=int)
+    assert ids[0] == first and [job_state(i) for i in ids] == ["TIMEOUT", "COMPLETED"], ids
+    a, b = load_checkpoint(work / model_dir), load_checkpoint(reference / model_dir)
+    assert a["step"] == b["step"] == plan.config["training"]["steps"]
     for key in ("model", "ema"):
         for name in a[key]:
             assert torch.equal(a[key][name], b[key][name]), f"{key}.{name}"
