@@ -246,7 +246,7 @@ def test_a_training_past_its_time_limit_fails_and_its_retry_finishes_it_identica
             proc.wait(timeout=120)
     output = log.read_text()
     assert rc == 0, output[-4000:]
-    assert f"SLURM-job '{first}' failed, SLURM status is: 'TIMEOUT'" in output, output[-4000:]
+    assert "Error in rule train_network" in output, output[-4000:]  # reported; SLURM's state below
     ids = sorted(slurm_job_ids(work)["rule_train_network"], key=int)
     assert ids[0] == first and [job_state(i) for i in ids] == ["TIMEOUT", "COMPLETED"], ids
     a, b = load_checkpoint(work / model_dir), load_checkpoint(reference / model_dir)
