@@ -16,6 +16,7 @@ Uses the tiny config cut to one network and one estimator store, and narrow targ
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -182,14 +183,16 @@ def test_training_terminated_by_slurm_checkpoints_retries_and_resumes_bitwise(sl
             proc.wait(timeout=120)
     output = log.read_text()
     assert rc == 0, output[-4000:]
+    # The stopped attempt exits 75 and is restarted, here inside the same allocation (the
+    # snakemake that runs the job in it retries too); after a real time limit the allocation is
+    # gone and the submitting snakemake resubmits it instead (next test).
     ids = sorted(slurm_job_ids(work)["rule_train_network"], key=int)
-    assert len(ids) == 2 and ids[0] == job_id, ids
-    assert [job_state(i) for i in ids] == ["FAILED", "COMPLETED"]
-    first_log = next((work / ".snakemake" / "slurm_logs").rglob(f"{job_id}.log")).read_text()
-    assert "exit status 75" in first_log or "exited with non-zero exit code" in first_log, first_log[-3000:]
-    rule_log = (work / plan.results / "logs" / "train_network").rglob("*.log")
-    assert any("resuming" in p.read_text() for p in rule_log)
-
+    assert ids[0] == job_id and job_state(ids[-1]) == "COMPLETED", ids
+    slurm_logs = "".join(p.read_text() for p in (work / ".snakemake" / "slurm_logs").rglob("*.log"))
+    assert "returned non-zero exit status 75" in slurm_logs and "Trying to restart job" in slurm_logs
+    rule_log = "".join(p.read_text() for p in (work / plan.results / "logs" / "train_network").rglob("*.log"))
+    resumed = re.search(r"resuming \S+ at step (\d+) of 1000", rule_log)
+    assert resumed and 10 <= int(resumed.group(1)) < 1000, rule_log
     a, b = load_checkpoint(work / model_dir), load_checkpoint(reference / model_dir)
     assert a["step"] == b["step"] == 1000
     for key in ("model", "ema"):
