@@ -12,8 +12,17 @@ from lemmse.sweep import Plan, make_plan, training_steps
 
 
 def start(snakemake) -> Plan:
-    """Send every ``lemmse`` log record to the rule's ``log:`` file, set threads, build the plan."""
+    """Send every ``lemmse`` log record to the rule's ``log:`` file, set threads, build the plan.
+
+    Every output's folder is checked first (:func:`lemmse.store.require_writable`), so a
+    read-only or misplaced results folder fails before the job's work, naming the path.
+    """
     import torch
+
+    from lemmse.store import require_writable
+
+    for output in snakemake.output:
+        require_writable(output, "output")
 
     log_file = Path(snakemake.log[0])
     log_file.parent.mkdir(parents=True, exist_ok=True)

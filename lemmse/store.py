@@ -34,12 +34,27 @@ never write the same chunk; :func:`write_region` refuses anything else. ``attrs[
 step; readers call :func:`open_dataset` (or :func:`require_complete`) which refuse an incomplete
 store.
 
+Concurrent writers: any number of processes may call :func:`write_region` on one store at once
+as long as their regions are distinct; alignment makes their chunk sets disjoint, and Zarr
+writes each chunk file to a temporary name and renames it into place, so a reader (or a writer
+of a neighbouring chunk) never sees half a chunk. Writers never touch the metadata files.
+
+Failed writes (disk full, read-only file system, quota, a file where a folder should be) raise
+:class:`StoreWriteError` naming the path and the reason; :func:`require_writable` checks a
+folder up front, before long work. Nothing half-written looks complete: chunk and metadata files
+are renamed into place whole, :func:`atomic_store` and :func:`atomic_write_text` build under a
+temporary name, and :func:`is_complete` needs ``complete`` in both the group attributes and the
+consolidated metadata, which :func:`mark_complete` writes last.
+
 API: :class:`VariableSpec`, :func:`create_template`, :func:`write_region`, :func:`mark_complete`,
 :func:`is_complete`, :func:`require_complete`, :func:`open_dataset`, :func:`atomic_store`,
-:func:`save_dataset`, :func:`chunk_slices`.
+:func:`save_dataset`, :func:`chunk_slices`, :func:`atomic_write_text`, :func:`require_writable`,
+:class:`StoreWriteError`.
 """
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import os
 import shutil
@@ -82,6 +97,75 @@ def _as_path(path: str | os.PathLike) -> Path:
     return Path(path)
 
 
+class StoreWriteError(OSError):
+    """Writing a result failed; the message names the path and why (``errno`` is kept)."""
+
+
+_REASONS = {
+    errno.ENOSPC: "no space left on the device (the disk is full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a component of the path is a file, not a folder",
+    errno.EEXIST: "a file is in the way",
+}
+
+
+def _write_error(path: Path, what: str, err: OSError) -> StoreWriteError:
+    reason = _REASONS.get(err.errno, err.strerror or str(err))
+    culprit = f" ({err.filename})" if err.filename and str(err.filename) != str(path) else ""
+    return StoreWriteError(err.errno, f"cannot write {what} {path}: {reason}{culprit}; "
+                                      "nothing written there is marked complete")
+
+
+@contextmanager
+def writing(path: Path, what: str) -> Iterator[None]:
+    """Turn any :class:`OSError` raised inside into a :class:`StoreWriteError` naming ``path``."""
+    try:
+        yield
+    except StoreWriteError:
+        raise
+    except OSError as err:
+        raise _write_error(path, what, err) from err
+
+
+def require_writable(folder: str | os.PathLike, what: str = "results into") -> None:
+    """Raise :class:`StoreWriteError` now if ``folder`` (a folder or a file to create) cannot be written.
+
+    Checks, without writing, ``folder`` or its nearest existing ancestor: it must be a folder on
+    a file system mounted read-write. (Permission bits are not checked: root ignores them, and a denied write
+    still fails later with a :class:`StoreWriteError`.)
+    """
+    folder = _as_path(folder).absolute()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StoreWriteError(errno.ENOTDIR, f"cannot write {what} {folder}: {existing} is a file, not a folder")
+    if os.statvfs(existing).f_flag & os.ST_RDONLY:
+        raise StoreWriteError(errno.EROFS, f"cannot write {what} {folder}: {existing} is on a read-only file system")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all (temporary sibling, fsync, rename).
+
+    For marker files: a marker that exists is complete. Raises :class:`StoreWriteError`.
+    """
+    path = _as_path(path)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+    with writing(path, "file"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(tmp, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def create_template(path: str | os.PathLike, *, variables: Mapping[str, VariableSpec],
                     coords: Mapping[str, Any] | None = None, sizes: Mapping[str, int] | None = None,
                     attrs: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
@@ -107,11 +191,18 @@ def create_template(path: str | os.PathLike, *, variables: Mapping[str, Variable
                 raise LemmseInputError(f"variable {var!r}: dimension {dim!r} has neither a coordinate nor a size")
             if int(chunk) < 1:
                 raise LemmseInputError(f"variable {var!r}: chunk {chunk} along {dim!r} must be >= 1")
-    if path.exists():
-        if not overwrite:
-            raise LemmseInputError(f"store {path} already exists; remove it or pass overwrite=True")
-        shutil.rmtree(path)
+    if path.exists() and not overwrite:
+        raise LemmseInputError(f"store {path} already exists; remove it or pass overwrite=True")
+    require_writable(path, "store")
+    with writing(path, "store"):
+        _write_template(path, variables, coords, dim_sizes, attrs)
+    log.debug("created template %s with %s", path, ", ".join(variables))
 
+
+def _write_template(path: Path, variables: Mapping[str, VariableSpec], coords: Mapping[str, Any],
+                    dim_sizes: Mapping[str, int], attrs: Mapping[str, Any] | None) -> None:
+    if path.exists():
+        shutil.rmtree(path)
     root_attrs = dict(attrs or {})
     root_attrs[COMPLETE_ATTR] = False
     xr.Dataset(coords={name: (name, np.asarray(values)) for name, values in coords.items()},
@@ -129,7 +220,6 @@ def create_template(path: str | os.PathLike, *, variables: Mapping[str, Variable
         group.create_array(var, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
                            attributes={**dict(spec.attrs), "_ARRAY_DIMENSIONS": list(spec.dims)})
     zarr.consolidate_metadata(path, zarr_format=ZARR_FORMAT)
-    log.debug("created template %s with %s", path, ", ".join(variables))
 
 
 def _check_aligned(var: str, dims: tuple[str, ...], shape: tuple[int, ...], chunks: tuple[int, ...],
@@ -155,7 +245,8 @@ def write_region(path: str | os.PathLike, data: Mapping[str, Any], region: Mappi
     along dims not in ``region``); ``xarray.DataArray`` values are taken in the variable's dim
     order. Every check runs before the first byte is written. Raises
     :class:`~lemmse.errors.LemmseInputError` for an unknown variable or dimension, a misaligned
-    region or a wrong shape.
+    region or a wrong shape, :class:`StoreWriteError` when the disk refuses a chunk (chunks
+    written before it stay whole; the region must then be written again).
     """
     path = _as_path(path)
     if not (path / ".zgroup").exists():
@@ -178,8 +269,10 @@ def write_region(path: str | os.PathLike, data: Mapping[str, Any], region: Mappi
         if values.shape != expected:
             raise LemmseInputError(f"data for {var!r} has shape {values.shape}, region {dict(region)} needs {expected}")
         plan.append((arr, index, values.astype(arr.dtype, copy=False)))
-    for arr, index, values in plan:
-        arr[index] = values
+    require_writable(path, "region of store")
+    with writing(path, "region of store"):
+        for arr, index, values in plan:
+            arr[index] = values
 
 
 def chunk_slices(size: int, chunk: int, block: int | None = None) -> list[slice]:
@@ -193,23 +286,30 @@ def chunk_slices(size: int, chunk: int, block: int | None = None) -> list[slice]
 def mark_complete(path: str | os.PathLike, **attrs: Any) -> None:
     """Set ``attrs["complete"] = True`` (plus any ``attrs``) and consolidate metadata, as the last step."""
     path = _as_path(path)
-    group = zarr.open_group(path, mode="r+", zarr_format=ZARR_FORMAT)
-    if attrs:
-        group.attrs.update(attrs)
-    group.attrs[COMPLETE_ATTR] = True
-    zarr.consolidate_metadata(path, zarr_format=ZARR_FORMAT)
+    require_writable(path, "completion mark of store")
+    with writing(path, "completion mark of store"):
+        # without consolidated metadata, so that setting attrs rewrites only .zattrs
+        group = zarr.open_group(path, mode="r+", zarr_format=ZARR_FORMAT, use_consolidated=False)
+        if attrs:
+            group.attrs.update(attrs)
+        group.attrs[COMPLETE_ATTR] = True
+        # last: until these consolidated metadata land (whole, renamed into place), the store
+        # is not complete for is_complete, even though .zattrs already says so
+        zarr.consolidate_metadata(path, zarr_format=ZARR_FORMAT)
 
 
 def is_complete(path: str | os.PathLike) -> bool:
-    """``True`` when ``path`` is a store whose ``complete`` attr is set (read from disk, not cached)."""
+    """``True`` when ``path`` is a store whose ``complete`` attr is set, both in the group's
+    attributes and in its consolidated metadata (read from disk, not cached)."""
     path = _as_path(path)
     if not (path / ".zgroup").exists():
         return False
     try:
         group = zarr.open_group(path, mode="r", zarr_format=ZARR_FORMAT, use_consolidated=False)
-    except Exception:  # unreadable metadata: not complete
+        consolidated = json.loads((path / ".zmetadata").read_text())["metadata"][".zattrs"]
+    except Exception:  # missing or unreadable metadata: not complete
         return False
-    return group.attrs.get(COMPLETE_ATTR) is True
+    return group.attrs.get(COMPLETE_ATTR) is True and consolidated.get(COMPLETE_ATTR) is True
 
 
 def require_complete(path: str | os.PathLike) -> None:
@@ -244,16 +344,19 @@ def atomic_store(target: str | os.PathLike, *, overwrite: bool = True) -> Iterat
     target = _as_path(target)
     if target.exists() and not overwrite:
         raise LemmseInputError(f"{target} already exists; refusing to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    require_writable(target, "store")
+    with writing(target, "store"):
+        target.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:12]
     tmp = target.parent / f".{target.name}.tmp-{tag}"
     try:
-        yield tmp
-        old = None
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{tag}"
-            os.replace(target, old)
-        os.replace(tmp, target)
+        with writing(target, "store"):
+            yield tmp
+            old = None
+            if target.exists():
+                old = target.parent / f".{target.name}.old-{tag}"
+                os.replace(target, old)
+            os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -276,4 +379,5 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, chunks: Mapping[str
 __all__ = [
     "ZARR_FORMAT", "COMPLETE_ATTR", "VariableSpec", "create_template", "write_region", "chunk_slices",
     "mark_complete", "is_complete", "require_complete", "open_dataset", "atomic_store", "save_dataset",
+    "atomic_write_text", "require_writable", "writing", "StoreWriteError",
 ]

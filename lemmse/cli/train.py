@@ -175,7 +175,7 @@ def run_train(args: argparse.Namespace) -> int:
     import torch
 
     from lemmse.estimators.api import resolve_device
-    from lemmse.training import TrainingDivergedError, train
+    from lemmse.training import TrainingDivergedError, TrainingInterrupted, train
 
     if args.arch == "all" and not args.dry_run:
         raise CliError("--arch all is only for --dry-run")
@@ -198,5 +198,8 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainingDivergedError as err:
         report_error(err)
         return EXIT_FAILURE
+    except TrainingInterrupted as err:  # checkpointed on SIGUSR1/SIGTERM: rerun with --resume
+        report_error(err)
+        return err.exit_code
     log.info("trained %s to step %d (last logged loss %s)", args.out, result.step, result.loss)
     return 0

@@ -12,8 +12,12 @@ Keys (all plain Python / tensors, loadable with ``torch.load(..., weights_only=T
 ``log_window``  ``[loss sum, step count]`` of the ``stats.jsonl`` line in progress
 ``device``, ``torch_version``  where it was produced
 
-Writes are atomic (a temporary file in the same directory, then :func:`os.replace`), so a run
-killed while saving keeps its previous checkpoint.
+Writes are atomic (a temporary file in the same directory, fsync, then :func:`os.replace`), so a
+run killed while saving, or a full disk, keeps the previous checkpoint; a failed write raises
+:class:`~lemmse.store.StoreWriteError` naming the file.
+
+Device placement: :func:`load_checkpoint` maps every tensor to ``map_location`` (the CPU by
+default), so a checkpoint written on a GPU node loads on a CPU-only machine.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from typing import Any
 import torch
 
 from lemmse.errors import LemmseInputError
+from lemmse.store import writing
 from lemmse.training.config import FORMAT
 
 CHECKPOINT = "model.pt"
@@ -35,16 +40,17 @@ REQUIRED_KEYS = ("format", "config", "step", "model", "ema", "optimizer")
 
 
 def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with writing(path, "file"):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:

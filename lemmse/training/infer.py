@@ -87,7 +87,7 @@ def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
     measurements, out = Path(measurements), Path(out)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise LemmseInputError(f"batch_size={batch_size!r} must be a positive integer")
-    set_precision()
+    set_precision(device)  # deterministic kernels on CUDA (see lemmse.training.loop)
     net, config, step = load_trained(model, device)
     ds = _open_measurements(measurements)
     _check_fit(ds, config, measurements)

@@ -20,8 +20,24 @@ depends only on ``(seed, s)`` and the restored state, the result is bitwise the 
 uninterrupted run on the same device. A non-finite loss or gradient norm raises
 :class:`TrainingDivergedError` before the weights change; the last checkpoint stays as it was.
 
-Precision: float32 everywhere; TF32 is switched off on CUDA (:func:`set_precision`) so the
-network is the float32 function the theory is compared with.
+Time limits and pre-emption: while :func:`train` runs in the main thread, ``SIGUSR1`` (what
+SLURM sends ahead of the time limit with ``--signal=USR1@<seconds>``) and ``SIGTERM`` (what it
+sends at the time limit and on pre-emption, ``KillWait`` seconds before ``SIGKILL``) only set a
+flag. The step in progress finishes, ``model.pt`` is saved at that step and
+:class:`TrainingInterrupted` is raised; its ``exit_code`` (75, ``EX_TEMPFAIL``: try again) is
+what the workflow script exits with, so Snakemake resubmits the job (``retries``) and the next
+attempt resumes from that checkpoint, bitwise as above. The previous handlers are restored on
+return.
+
+Precision and determinism (:func:`set_precision`, the one place these flags are set): float32
+everywhere, TF32 off on CUDA, so the network is the float32 function the theory is compared
+with. On CUDA also ``torch.use_deterministic_algorithms(True)``, cuDNN ``deterministic=True`` /
+``benchmark=False`` and ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` (cuBLAS picks a fixed reduction
+order only with a fixed workspace; the variable must be set before the first cuBLAS call, so it
+is set here when absent). Then a run repeated on the same GPU model, driver and PyTorch version
+is bitwise repeatable and resumes bitwise; a run on another GPU model or on the CPU is not
+bitwise the same (other kernels, other summation orders), only equal to float32 rounding.
+Operations without a deterministic CUDA kernel raise instead of silently varying.
 """
 from __future__ import annotations
 
@@ -29,10 +45,14 @@ import copy
 import json
 import logging
 import math
+import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -42,6 +62,7 @@ from lemmse.models import build_model, count_parameters, resolve_options
 from lemmse.models.preconditioning import Preconditioned
 from lemmse.operators import make_problem
 from lemmse.progress import progress_bar
+from lemmse.store import require_writable, writing
 from lemmse.training.checkpoint import (CHECKPOINT, OPTIONS, STATS, load_checkpoint, save_checkpoint,
                                         write_options)
 from lemmse.training.config import TrainConfig, config_differences, resolve_config
@@ -55,6 +76,46 @@ class TrainingDivergedError(RuntimeError):
     """The loss or the gradient norm became NaN or infinite; the last checkpoint is kept."""
 
 
+class TrainingInterrupted(RuntimeError):
+    """A stop signal arrived; ``model.pt`` holds step ``step``. Resume to continue (bitwise)."""
+
+    #: Exit status for a process stopped this way: EX_TEMPFAIL (sysexits.h), "try again later".
+    exit_code = 75
+
+    def __init__(self, run_dir: Path, step: int, signum: int) -> None:
+        self.run_dir, self.step, self.signum = run_dir, step, signum
+        super().__init__(f"{signal.Signals(signum).name} received: checkpoint of step {step} saved in "
+                         f"{run_dir}; rerun with resume to continue")
+
+
+#: Signals that make :func:`train` checkpoint and stop (see the module docstring).
+STOP_SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+
+
+@contextmanager
+def _stop_flag(signals: Sequence[int]) -> Iterator[list[int]]:
+    """A list that receives the number of each stop signal, while ``signals`` only append to it.
+
+    Outside the main thread (where Python cannot install handlers) the list stays empty.
+    """
+    received: list[int] = []
+    if not signals or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame) -> None:
+        log.warning("%s received: finishing the current step, then checkpointing",
+                    signal.Signals(signum).name)
+        received.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield received
+    finally:
+        for s, old in previous.items():
+            signal.signal(s, old)
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -64,10 +125,19 @@ class TrainResult:
     config: dict[str, Any]
 
 
-def set_precision() -> None:
-    """The one place precision flags are set: true float32 matmuls and convolutions."""
+def set_precision(device: str | torch.device = "cpu") -> None:
+    """The one place precision and determinism flags are set (see the module docstring).
+
+    Always: true float32 matmuls and convolutions (no TF32). On CUDA also deterministic
+    algorithms, deterministic cuDNN without autotuning, and a fixed cuBLAS workspace.
+    """
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    if torch.device(device).type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
 
 
 def cosine_lr(step: int, steps: int, lr: float, lr_min: float) -> float:
@@ -138,12 +208,15 @@ def _as_array(images) -> np.ndarray:
 
 
 def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | torch.device = "cpu",
-          resume: bool = False, stop_after: int | None = None, progress: bool = False) -> TrainResult:
+          resume: bool = False, stop_after: int | None = None, progress: bool = False,
+          stop_signals: Sequence[int] = STOP_SIGNALS) -> TrainResult:
     """Train ``config`` on ``images`` (``(N, C, H, W)`` floats in [0, 1]) into ``run_dir``.
 
     ``resume``: continue from ``run_dir/model.pt`` (a fresh start when there is none); without it
     an existing checkpoint is refused rather than overwritten. ``stop_after``: return after that
     step as if the process were killed there (for tests; nothing extra is saved).
+    ``stop_signals``: signals that checkpoint the step in progress and raise
+    :class:`TrainingInterrupted` (``()``: leave signal handling alone).
     """
     images = _as_array(images)
     resolved = resolve_config(config, images)
@@ -151,7 +224,9 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
     if device.type == "cuda" and not torch.cuda.is_available():
         raise LemmseInputError(f"device {str(device)!r} requested but CUDA is not available")
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    require_writable(run_dir, "training run into")
+    with writing(run_dir, "training run folder"):
+        run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_file, stats_file = run_dir / CHECKPOINT, run_dir / STATS
 
     state = None
@@ -163,7 +238,7 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
         if diff:
             raise LemmseInputError(f"checkpoint {ckpt_file} was made with another config ({'; '.join(diff)})")
 
-    set_precision()
+    set_precision(device)
     model = model_from_config(resolved).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
     optimizer = torch.optim.AdamW(model.parameters(), lr=resolved["lr"], weight_decay=resolved.get("weight_decay", 0.0))
@@ -203,7 +278,7 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
     logged_loss = None
     began = time.monotonic()
     model.train()
-    with stats_file.open("a") as stats:
+    with writing(stats_file, "training log"), stats_file.open("a") as stats, _stop_flag(stop_signals) as stop:
         for step in progress_bar(range(start + 1, last + 1), enabled=progress, desc="train", unit="step"):
             indices, sigma, noise = stream.batch(step)
             x = data[indices.to(device)]
@@ -232,6 +307,13 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
                 window = [0.0, 0]
             if step % resolved["checkpoint_every"] == 0 or step == steps:
                 checkpoint(step)
+            elif stop:
+                checkpoint(step)
+            if stop and step < steps:
+                stats.flush()
+                log.warning("stopped by %s after step %d of %d; checkpoint saved",
+                            signal.Signals(stop[0]).name, step, steps)
+                raise TrainingInterrupted(run_dir, step, stop[0])
     if last == steps and start == steps:
         log.info("%s is already trained (%d steps)", run_dir, steps)
     return TrainResult(run_dir, last, logged_loss, ema, resolved)

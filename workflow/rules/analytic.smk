@@ -34,7 +34,7 @@ rule analytic_shard:
     threads: 2
     resources:
         runtime=120,
-        mem_mb=8000,
+        mem_mb=shard_mem_mb,
     conda:
         ENV
     script:

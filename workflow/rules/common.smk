@@ -1,6 +1,7 @@
 # Helpers shared by every stage: the validated config, the plan of jobs, path templates and
 # input functions. The config is checked against schemas/config.schema.yaml (and for
 # semantics) by lemmse.sweep before any job is built; a bad key fails here, named.
+import os
 import re
 
 from lemmse.errors import LemmseInputError
@@ -23,6 +24,75 @@ ANALYTIC = "{dataset}/{task}/{preinverse}/{estimator}/P{patch}/N{train_size}/{ev
 
 def _choice(values):
     return "|".join(re.escape(str(v)) for v in sorted(set(values))) or "(?!)"
+
+
+def on_slurm():
+    """True in the snakemake that submits to SLURM (not inside a job, not locally)."""
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.cli_prefix == "slurm"
+
+
+def _fit(rule, mem_mb, what):
+    """``mem_mb``, checked against the partition's largest node when submitting to SLURM."""
+    from lemmse.cluster import ClusterError, require_fit
+
+    if not on_slurm():
+        return mem_mb
+    try:
+        return require_fit(rule, mem_mb, what)
+    except ClusterError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def _network_mem_mb(rule, wildcards):
+    from lemmse.cluster import training_memory_mb
+    from lemmse.sweep import training_config
+
+    t = training_config(config, wildcards.task, wildcards.preinverse, wildcards.arch, int(wildcards.patch))
+    info = PLAN.datasets[wildcards.dataset]
+    gpu_job = on_slurm() and int(os.environ.get("LEMMSE_SLURM_GPUS", "1")) > 0
+    need = training_memory_mb(t.arch, t.patch, t.preset, t.model_options, channels=info["channels"],
+                              resolution=info["resolution"], train_size=int(wildcards.train_size),
+                              batch_size=t.batch_size, activations_on_host=not gpu_job)
+    return _fit(rule, need, f"{t.arch} P={t.patch}, {wildcards.train_size} images")
+
+
+def train_mem_mb(wildcards):
+    """Host memory of a training job, from its network and data (lemmse.cluster)."""
+    return _network_mem_mb("train_network", wildcards)
+
+
+def eval_mem_mb(wildcards):
+    """Host memory of a network evaluation: bounded by that of its training."""
+    return _network_mem_mb("evaluate_network", wildcards)
+
+
+def shard_mem_mb(wildcards):
+    """Host memory of an estimator shard: analytic.max_memory_mb plus process and data."""
+    from lemmse.cluster import shard_memory_mb
+
+    info = PLAN.datasets[wildcards.dataset]
+    bound = config["analytic"]["max_memory_mb"]
+    need = shard_memory_mb(bound, channels=info["channels"], resolution=info["resolution"],
+                           train_size=int(wildcards.train_size))
+    return _fit("analytic_shard", need, f"analytic.max_memory_mb={bound} plus data and process")
+
+
+def check_requests_fit():
+    """Size every heavy job of the plan now, so that one no node can hold stops the run before
+    the first submission (resources are otherwise evaluated only when a job is ready)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    for n in PLAN.networks:
+        train_mem_mb(SimpleNamespace(**dataclasses.asdict(n)))
+    for a in PLAN.analytics:
+        shard_mem_mb(SimpleNamespace(dataset=a.dataset, train_size=a.train_size))
+
+
+onstart:
+    if on_slurm():
+        check_requests_fit()
 
 
 def data_store(wildcards):

@@ -14,7 +14,7 @@ rule evaluate_network:
     threads: 2
     resources:
         runtime=60,
-        mem_mb=8000,
+        mem_mb=eval_mem_mb,
     conda:
         ENV
     script:

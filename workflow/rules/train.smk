@@ -13,9 +13,12 @@ rule train_network:
     benchmark:
         f"{BENCH}/train_network/{MODEL}.tsv"
     threads: 2
+    # A job stopped at its time limit (or pre-empted) checkpoints and exits 75; each retry
+    # resumes, so a training longer than the partition's limit finishes in several attempts.
+    retries: 10
     resources:
         runtime=240,
-        mem_mb=8000,
+        mem_mb=train_mem_mb,
     conda:
         ENV
     script:
