@@ -2,7 +2,7 @@
 
 Prints, per configuration of the benchmark problem, seconds per image, the GFLOP/s of the
 distance work, that as a fraction of this machine's float32 matrix-multiply rate measured in the
-same run, the speed-up over the authors' implementation and the error against float64.
+same run, the time of the float64-output path in the same run and the error against float64.
 """
 from __future__ import annotations
 

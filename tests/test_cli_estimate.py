@@ -271,7 +271,8 @@ def test_bench_quick_writes_csv(bench_data_dir, tmp_path, capsys):
                                    ("inpainting", "pinv"), ("deconvolution", "identity")])
     assert (frame["dataset"] == "digits").all() and (frame["train_size"] == 1500).all()
     assert (frame["patch"] == 5).all() and (frame["images"] == 2).all()
-    for column in ("seconds_per_image", "gflops", "matmul_gflops", "speedup_vs_authors"):
+    for column in ("seconds_per_image", "gflops", "matmul_gflops", "float64_path_seconds_per_image",
+                   "speedup_vs_float64_path"):
         assert (frame[column] > 0).all(), column
     assert (frame["fraction_of_matmul"] > 0).all()
     assert (frame["max_abs_error_vs_float64"] <= 1e-4).all()
