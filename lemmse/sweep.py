@@ -174,6 +174,9 @@ def check_semantics(config: dict) -> None:
         _require_dataset(info, "memorisation.datasets", ds)
         _check_patch("memorisation.patch", mem["patch"], info[ds]["resolution"])
         _check_train_size(info, "memorisation.train_size", ds, mem["train_size"])
+    ref = config["figures"]["reference"]
+    if ref["patch"] is not None and ref["patch"] % 2 == 0:
+        raise LemmseInputError(f"config key figures.reference.patch: patch size {ref['patch']} must be odd")
     var = config["variance"]
     if var["dataset"] is not None:
         _require_dataset(info, "variance.dataset", var["dataset"])

@@ -24,10 +24,21 @@ psnr_net_truth            PSNR(network output, clean x) in dB
 psnr_est_truth            PSNR(estimator output, clean x) in dB
 psnr_net_est              PSNR(network output, estimator output) in dB — the agreement
 psnr_input_est            PSNR(B y, estimator output) in dB — the baseline agreement of the input
-neg_log_density_image     −log p(y) under the training mixture (1/N) Σ_d N(y; A x_d, σ² I), nats
-neg_log_density_patch     mean over pixels of −log p_{n'}(patch of B y), nats
-mass99                    mean over pixels of the number of training patches holding 99 % of
-                          the LE-MMSE weight
+The diagnostic columns below are filled on rows against the plain LE-MMSE whose store computed
+them (:meth:`lemmse.sweep.Plan.wants_diagnostics`) and NaN elsewhere. Two density conventions
+(MATH.md "Diagnostics"); figures and claims that reproduce the paper use the ``_paper`` ones:
+------------------------------------------------------------------------------------------------
+neg_log_density_image_paper       −log Σ_d exp(−‖y − A x_d‖²/2σ²): the paper's convention, no
+                                  Gaussian constants, no 1/N (nats)
+neg_log_density_patch_paper       −(mean over pixels of s_{n'}), s_{n'} = log Σ_{d,n}
+                                  exp(−½‖Q_{n'}By − Q_nBAx_d‖²_{Σ⁺}/σ²): the paper's convention
+neg_log_density_image_normalised  −log (1/N) Σ_d N(y; A x_d, σ² I), constants included (nats)
+neg_log_density_patch_normalised  −(mean over pixels of log p_{n'}), the normalised patch density
+                                  (1/(N·H·W)) Σ N(Q_{n'}y; Q_nAx_d, σ²Q_nQ_nᵀ)
+mass99_observed_mean              mean over OBSERVED pixels (stratum rank > 0; all pixels for
+                                  B = I) of the number of training patches holding 99 % of the
+                                  LE-MMSE weight
+mass99_observed_median            the median of the same
 ========================  =====================================================================
 
 ``analytic`` — every analytic estimate on its own (no network), for memorisation, density,
@@ -42,11 +53,10 @@ nearest_train_distance    RMS distance of the estimate to its nearest training i
                           circular shifts for emmse/lemmse are NOT taken: plain images) — small
                           means memorised
 truth_nearest_train_distance  the same for the clean x (the reference level)
-neg_log_density_image     as above (lemmse only; NaN otherwise)
-neg_log_density_patch     as above (lemmse only; NaN otherwise)
-mass99                    as above (lemmse only; NaN otherwise)
-distinct_sources          number of distinct training images owning ≥ 50 % of some pixel's
-                          weight (lemmse only; NaN otherwise) — the patchwork
+neg_log_density_*, mass99_observed_*  as above (lemmse stores with diagnostics; NaN otherwise)
+distinct_sources          number of distinct training images owning a single patch with ≥ 50 %
+                          of some pixel's weight (the ``source`` map, paper §D.5; lemmse stores
+                          with diagnostics, NaN otherwise) — the patchwork
 ========================  =====================================================================
 
 PSNR uses a peak of 1 (images in [0, 1]): ``10 log10(1 / mean((a − b)²))``.
@@ -55,10 +65,12 @@ from __future__ import annotations
 
 METRICS_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size",
                 "estimator", "smoothing", "sigma", "split", "image")
-METRICS_VALUES = ("psnr_net_truth", "psnr_est_truth", "psnr_net_est", "psnr_input_est",
-                  "neg_log_density_image", "neg_log_density_patch", "mass99")
+#: Diagnostic value columns of both tables (see above).
+DIAGNOSTIC_VALUES = ("neg_log_density_patch_paper", "neg_log_density_image_paper", "neg_log_density_patch_normalised",
+                     "neg_log_density_image_normalised", "mass99_observed_mean", "mass99_observed_median")
+METRICS_VALUES = ("psnr_net_truth", "psnr_est_truth", "psnr_net_est", "psnr_input_est", *DIAGNOSTIC_VALUES)
 
 ANALYTIC_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "estimator", "smoothing", "patch",
                  "train_size", "sigma", "split", "image")
-ANALYTIC_VALUES = ("psnr_est_truth", "nearest_train_distance", "truth_nearest_train_distance",
-                   "neg_log_density_image", "neg_log_density_patch", "mass99", "distinct_sources")
+ANALYTIC_VALUES = ("psnr_est_truth", "nearest_train_distance", "truth_nearest_train_distance", *DIAGNOSTIC_VALUES,
+                   "distinct_sources")

@@ -22,6 +22,8 @@ ARCHS = ("unet", "resnet", "patchmlp")
 PATCHES = (3, 5)
 TRAIN_SIZES = (5, 10)
 N_EVAL = 2
+#: The problem of the OOD rows (UNets trained on DATASET, evaluated on OOD measurements).
+OOD_PROBLEM = ("denoising", "identity")
 
 
 def metrics_table(rng: np.random.Generator, *, ood: bool = True, smoothed: bool = True) -> pd.DataFrame:
@@ -30,14 +32,19 @@ def metrics_table(rng: np.random.Generator, *, ood: bool = True, smoothed: bool 
     estimators = (("lemmse", 0.0), ("smoothed", 0.05)) if smoothed else (("lemmse", 0.0),)
     for (task, pre), arch, patch, n, (est, s), sigma, split, image, ev in itertools.product(
             PROBLEMS, ARCHS, PATCHES, TRAIN_SIZES, estimators, SIGMAS, ("train", "test"), range(N_EVAL), evals):
+        if ev != DATASET and (task, pre, arch, est) != (*OOD_PROBLEM, "unet", "lemmse"):
+            continue  # the OOD study: UNets for denoising, against the LE-MMSE
         nld = -10.0 * np.log10(sigma) + (5.0 if split == "test" else 0.0) + (8.0 if ev != DATASET else 0.0)
         agree = 32.0 - 0.3 * nld + (1.0 if est == "smoothed" else 0.0) - 0.4 * patch + rng.normal(0, 0.5)
         truth = 30.0 - 12.0 * sigma ** 0.5 - (3.0 if split == "test" else 0.0) + rng.normal(0, 0.5)
         rows.append(dict(dataset=DATASET, eval_dataset=ev, task=task, preinverse=pre, arch=arch, patch=patch,
                          train_size=n, estimator=est, smoothing=s, sigma=sigma, split=split, image=image,
                          psnr_net_truth=truth - 0.5, psnr_est_truth=truth, psnr_net_est=agree,
-                         psnr_input_est=15.0 + rng.normal(), neg_log_density_image=nld + rng.normal(0, 1),
-                         neg_log_density_patch=nld / 10 + patch, mass99=1 + 300 * sigma ** 2))
+                         psnr_input_est=15.0 + rng.normal(), neg_log_density_image_paper=nld + rng.normal(0, 1),
+                         neg_log_density_patch_paper=nld / 10 + patch,
+                         neg_log_density_image_normalised=-nld + rng.normal(0, 1),
+                         neg_log_density_patch_normalised=-nld / 10 - patch,
+                         mass99_observed_mean=1 + 300 * sigma ** 2, mass99_observed_median=1 + 100 * sigma ** 2))
     return pd.DataFrame(rows, columns=[*METRICS_KEYS, *METRICS_VALUES])
 
 
@@ -53,9 +60,12 @@ def analytic_table(rng: np.random.Generator) -> pd.DataFrame:
                          psnr_est_truth=28.0 - 10 * sigma - 0.5 * patch * (1 - 4 * sigma) + rng.normal(0, 0.3),
                          nearest_train_distance=dist + 0.01 * rng.random(),
                          truth_nearest_train_distance=0.0 if split == "train" else 0.25,
-                         neg_log_density_image=(-10 * np.log10(sigma)) if lem else np.nan,
-                         neg_log_density_patch=(patch + 2 * (split == "test") - np.log(sigma)) if lem else np.nan,
-                         mass99=(1 + 400 * sigma ** 2 * (3 if pre == "pinv" else 1)) if lem else np.nan,
+                         neg_log_density_image_paper=(-10 * np.log10(sigma)) if lem else np.nan,
+                         neg_log_density_patch_paper=(patch + 2 * (split == "test") - np.log(sigma)) if lem else np.nan,
+                         neg_log_density_image_normalised=(10 * np.log10(sigma)) if lem else np.nan,
+                         neg_log_density_patch_normalised=(-patch + np.log(sigma)) if lem else np.nan,
+                         mass99_observed_mean=(1 + 400 * sigma ** 2 * (3 if pre == "pinv" else 1)) if lem else np.nan,
+                         mass99_observed_median=(1 + 200 * sigma ** 2 * (3 if pre == "pinv" else 1)) if lem else np.nan,
                          distinct_sources=3.0 if lem else np.nan))
     return pd.DataFrame(rows, columns=[*ANALYTIC_KEYS, *ANALYTIC_VALUES])
 
@@ -94,8 +104,12 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
                     src = rng.integers(0, 10, size=shape).astype(np.float32)
                     src[rng.random(shape) < grow * 1.5] = -1
                     ds["source"] = (dims[:3] + ("h", "w"), src)
-                    ds["patch_log_density"] = (dims[:3] + ("h", "w"), rng.normal(size=shape))
-                    ds["image_log_density"] = (dims[:3], rng.normal(size=shape[:3]))
+                    ds["source_image"] = (dims[:3] + ("h", "w"), src)
+                    for name in ("patch_log_density", "patch_log_density_paper"):
+                        ds[name] = (dims[:3] + ("h", "w"), rng.normal(size=shape))
+                    for name in ("image_log_density", "image_log_density_paper", "mass99_observed_mean",
+                                 "mass99_observed_median"):
+                        ds[name] = (dims[:3], rng.normal(size=shape[:3]))
                 for n in TRAIN_SIZES:
                     _save(ds, results / "analytic" / DATASET / task / pre / est / f"P{patch}" / f"N{n}" / f"{DATASET}.zarr")
             for arch, patch in itertools.product(ARCHS, PATCHES):
@@ -103,3 +117,14 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
                 for n in TRAIN_SIZES:
                     _save(ds, results / "networks" / DATASET / task / pre / arch / f"P{patch}" / f"N{n}"
                           / "sigma0.01-1" / f"{DATASET}.zarr")
+    # the OOD study: UNets and LE-MMSE of DATASET on the measurements of OOD (another data set)
+    other = prepare_dataset(OOD, results / "data" / f"{OOD}.zarr", resolution=8, train_size=10, test_size=5)
+    task, pre = OOD_PROBLEM
+    meas = build_measurements(results / "measurements" / OOD / f"{task}.zarr", other, task=task, sigmas=SIGMAS,
+                              n_eval=N_EVAL)
+    clean = {s: load_clean(meas, s) for s in ("train", "test")}
+    for patch, n in itertools.product(PATCHES, TRAIN_SIZES):
+        _save(xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.3))}, coords=coords),
+              results / "analytic" / DATASET / task / pre / "lemmse" / f"P{patch}" / f"N{n}" / f"{OOD}.zarr")
+        _save(xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.35))}, coords=coords),
+              results / "networks" / DATASET / task / pre / "unet" / f"P{patch}" / f"N{n}" / "sigma0.01-1" / f"{OOD}.zarr")

@@ -34,6 +34,11 @@ AGNOSTIC_STYLE, AWARE_STYLE = "-", "-."
 
 PSNR_LABEL = "PSNR (dB)"
 SIGMA_LABEL = "noise level σ (images in [0, 1])"
+#: Density axes say which convention (MATH.md "Diagnostics"): the paper's has no Gaussian constants.
+DENSITY_IMAGE_LABEL = "−log p(y), paper convention: −log Σ_d exp(−‖y − Ax_d‖²/2σ²), no constants"
+DENSITY_PATCH_LABEL = ("patch −log p (paper convention: −log-sum-exp\nof the LE-MMSE logits, no constants; "
+                       "mean over pixels, nats)")
+MASS_OBSERVED_LABEL = "patches holding 99 % of the weight\n(over observed pixels: {statistic} per image, mean over images)"
 
 plt.rcParams.update({
     "font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8,
