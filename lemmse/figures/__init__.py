@@ -210,6 +210,19 @@ def make_figure(name: str, inputs: FigureInputs, out_png: str | Path, *, config_
     return Path(out_png)
 
 
+def write_coverage(covered, skipped: Mapping[str, str], out: str | Path) -> Path:
+    """Write the Markdown list of the covered figures and of the skipped ones with their reasons."""
+    lines = ["# Figures of this configuration", "", f"Covered ({len(covered)} of {len(FIGURES)}): each a target "
+             "and a PNG under figures/.", ""]
+    lines += [f"- `{name}`" for name in covered]
+    lines += ["", f"Not covered ({len(skipped)}): asking for one by target fails with the same reason.", ""]
+    lines += [f"- `{name}`: {why}" for name, why in skipped.items()] or ["- none"]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
 def write_captions(folder: str | Path = _CAPTIONS_DIR) -> list[Path]:
     """Write ``{folder}/{name}.rst`` for every figure (the workflow's ``report:`` captions)."""
     folder = Path(folder)
@@ -222,5 +235,5 @@ def write_captions(folder: str | Path = _CAPTIONS_DIR) -> list[Path]:
     return paths
 
 
-__all__ = ["FIGURES", "CAPTIONS", "Figure", "FigureInputs", "Reference", "Selection", "StoreLayout", "coverage",
-           "covered_figures", "make_figure", "selections", "write_captions"]
+__all__ = ["FIGURES", "CAPTIONS", "VARIANCE_FIGURE", "Figure", "FigureInputs", "Reference", "Selection", "StoreLayout", "coverage",
+           "covered_figures", "make_figure", "selections", "write_captions", "write_coverage"]
