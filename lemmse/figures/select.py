@@ -397,11 +397,11 @@ def select_fig13(inputs: FigureInputs, ref: Reference) -> Selection:
     rows, stores = [], []
     for (ds, patch, task, pre, split), part in m.groupby(["dataset", "patch", "task", "preinverse", "split"], sort=False):
         image = first_image(part)
-        at = part[(part["image"] == image) & np.isclose(part["sigma"], sigma)]
-        for arch, cell in at.groupby("arch", sort=False):
+        for arch, cell in part.groupby("arch", sort=False):
+            v = cell[(cell["image"] == image) & np.isclose(cell["sigma"], sigma)]["psnr_net_est"]
             rows.append({"dataset": ds, "patch": int(patch), "train_size": n, "task": task, "preinverse": pre,
                          "split": split, "image": image, "sigma": sigma, "arch": arch,
-                         "psnr_net_est": float(cell["psnr_net_est"].iloc[0])})
+                         "psnr_net_est": float(v.iloc[0]) if len(v) else np.nan})
             stores.append(("network", ds, ds, task, pre, arch, int(patch), n))
         stores += [("analytic", ds, ds, task, pre, "lemmse", int(patch), n), ("measurements", ds, task)]
     frame = sort_frame(pd.DataFrame(rows), ["dataset", "patch", "task", "split", "arch"])
@@ -458,7 +458,8 @@ def select_fig23(inputs: FigureInputs, ref: Reference) -> Selection:
         for s in pick_sigmas(part["sigma"], 4):
             d = part[(part["image"] == image) & np.isclose(part["sigma"], s)]["distinct_sources"]
             rows.append({"dataset": ds, "task": task, "preinverse": pre, "patch": int(patch), "train_size": n,
-                         "split": split, "image": image, "sigma": s, "distinct_sources": float(d.iloc[0])})
+                         "split": split, "image": image, "sigma": s,
+                         "distinct_sources": float(d.iloc[0]) if len(d) else np.nan})
         stores += [("analytic", ds, ds, task, pre, "lemmse", int(patch), n), ("measurements", ds, task)]
     frame = sort_frame(pd.DataFrame(rows), ["dataset", "task", "sigma"])
     return Selection(name, frame, ("dataset", "task", "preinverse"), ("sigma",), {"train_size": n}, stores)
@@ -479,7 +480,7 @@ def select_fig7(inputs: FigureInputs, ref: Reference) -> Selection:
         for s in pick_sigmas(part["sigma"], 4):
             v = part[(part["image"] == image) & np.isclose(part["sigma"], s)]["psnr_net_est"]
             rows.append({**c, "split": str(part["split"].iloc[0]), "image": image, "sigma": s,
-                         "psnr_net_est": float(v.iloc[0])})
+                         "psnr_net_est": float(v.iloc[0]) if len(v) else np.nan})
         stores += [("network", c["dataset"], c["eval_dataset"], c["task"], c["preinverse"], c["arch"], int(c["patch"]),
                     int(c["train_size"])),
                    ("analytic", c["dataset"], c["eval_dataset"], c["task"], c["preinverse"], "lemmse", int(c["patch"]),
