@@ -122,6 +122,13 @@ def test_fig5_rows_are_datasets_by_architectures(paper):
     assert "ffhq64" not in set(sel.frame["dataset"])  # P = 11 only: not the reference slice
 
 
+def test_fig9_draws_the_64x64_study(paper):
+    *_, chosen = paper
+    sel = chosen["fig9_other_datasets"]
+    assert facets(sel, "dataset", "arch", "patch", "train_size") == {("ffhq64", a, 11, 10000) for a in ARCHS}
+    assert facets(sel, "task", "preinverse") == {("denoising", "identity"), ("inpainting", "pinv")}
+
+
 def plan_sigmas(paper) -> list[float]:
     return paper[0].config["measurements"]["sigmas"]
 

@@ -48,6 +48,12 @@ CAPTIONS: dict[str, str] = {
         "holds (an empty panel: not in the sweep); means over the evaluated images, bands ± one standard deviation. "
         "Patch size P and training-set size N are the configured reference (figures.reference; by default the noise "
         "study's own), named in the title."),
+    "fig9_other_datasets": (
+        "**Other data sets, e.g. 64×64 (paper Fig. 9 and 27).** The curves of Fig. 5 — PSNR(network, LE-MMSE) green, "
+        "PSNR(network, truth) orange, PSNR(LE-MMSE, truth) blue, train solid, test dashed, against σ — for every "
+        "data set the reference slice of Fig. 5 does not hold (in the paper's sweep: FFHQ at 64×64 with P = 11), "
+        "each at the patch size and training-set size it has; one row per data set × architecture × P × N, one "
+        "panel per problem. The gallery (Fig. 13–16) shows its images."),
     "table2_architectures": (
         "**Architectures and data sets (paper Table 2).** Mean PSNR(network, LE-MMSE) over σ and images for every "
         "architecture × data set × task/pre-inverse of the sweep, train and test separately, at the reference patch "
@@ -131,6 +137,7 @@ _DRAW = {
     "fig2_memorisation": "images:draw_fig2",
     "fig4_preinverse_variance": "variance:make_fig4_preinverse_variance",
     "fig5_psnr_vs_sigma": "curves:draw_fig5",
+    "fig9_other_datasets": "curves:draw_fig5",
     "table2_architectures": "curves:draw_table2",
     "fig6_alignment_vs_density": "curves:draw_fig6",
     "fig7_ood": "images:draw_fig7",

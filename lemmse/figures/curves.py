@@ -63,13 +63,17 @@ def _empty(ax, text: str = "not in the sweep") -> None:
 
 # ---------------------------------------------------------------------------------------------- fig 5
 def draw_fig5(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """The three PSNRs against σ: rows data set × architecture, columns problems."""
-    rows, cols = _grid(sel, ("dataset", "arch"), ("task", "preinverse"))
+    """The three PSNRs against σ: rows data set × architecture (× P × N for Fig. 9), columns problems."""
+    row_keys = tuple(k for k in sel.facets if k not in ("task", "preinverse"))
+    rows, cols = _grid(sel, row_keys, ("task", "preinverse"))
     fig, axes = style.new_figure(len(rows), len(cols), panel=(3.2, 2.5))
-    for r, (ds, arch) in enumerate(rows):
+    for r, row in enumerate(rows):
+        v = dict(zip(row_keys, row))
+        ds, arch = v["dataset"], v["arch"]
+        where = f", P = {v['patch']}, N = {v['train_size']}" if "patch" in v else ""
         for c, (task, pre) in enumerate(cols):
             ax = axes[r, c]
-            sub = fix(sel.frame, dataset=ds, arch=arch, task=task, preinverse=pre)
+            sub = fix(sel.frame, **v, task=task, preinverse=pre)
             if sub.empty:
                 _empty(ax)
                 continue
@@ -80,10 +84,11 @@ def draw_fig5(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
                           style.SPLIT_MARKERS.get(split, "o"))
             style.sigma_axis(ax, sub["sigma"])
             ax.set_ylabel(style.PSNR_LABEL)
-            ax.set_title(f"{ds}, {style.arch_label(arch)} — {inputs.problem_label(task, pre)}", fontsize=8)
+            ax.set_title(f"{ds}, {style.arch_label(arch)}{where} — {inputs.problem_label(task, pre)}", fontsize=7.5)
     legend_below(fig, axes)
-    style.save(fig, out_png, config_label=config_label,
-               title=f"Fig. 5 — PSNR against σ ({fixed_text(sel.fixed)}; net = the row's architecture)")
+    title = (f"Fig. 5 — PSNR against σ ({fixed_text(sel.fixed)}; net = the row's architecture)" if sel.fixed else
+             "Fig. 9 — PSNR against σ on the data sets outside the reference slice (net = the row's architecture)")
+    style.save(fig, out_png, config_label=config_label, title=title)
 
 
 # ------------------------------------------------------------------------------------------- table 2
@@ -276,7 +281,7 @@ def draw_fig18_19(sel: Selection, inputs: FigureInputs, out_png: Path, *, config
                 ax.set_title(f"Fig. 18 — {problem}", fontsize=8)
             else:
                 ax.set_ylabel(f"PSNR(LE-MMSE, truth), {split} (dB)")
-                ax.set_title(f"Fig. 19 ({split} images) — {problem}", fontsize=8)
+                ax.set_title(f"Fig. 19 ({split}) — {problem}", fontsize=7.5)
     legend_below(fig, axes)
     style.save(fig, out_png, config_label=config_label,
                title=f"Fig. 18–19 — patch size ({fixed_text(sel.fixed)})")

@@ -203,6 +203,26 @@ def select_fig5(inputs: FigureInputs, ref: Reference) -> Selection:
                      {"patch": patch, "train_size": n})
 
 
+def select_fig9(inputs: FigureInputs, ref: Reference) -> Selection:
+    """Fig. 9/27 (the paper's 64×64 validation): the Fig. 5 curves for every data set the reference
+    slice does not hold (no row at the reference P and N), each at the P and N it has; one row of
+    panels per data set × architecture × P × N, one panel per problem."""
+    name = "fig9_other_datasets"
+    m = lemmse_metrics(inputs, name)
+    if ref.patch is None or ref.train_size is None:
+        raise LemmseInputError(f"{name}: needs the reference P and N (figures.reference) to tell which data sets "
+                               "lie outside the reference slice")
+    at_ref = set(m[(m["patch"] == ref.patch) & (m["train_size"] == ref.train_size)]["dataset"])
+    rest = m[~m["dataset"].isin(at_ref)]
+    if rest.empty:
+        raise LemmseInputError(f"{name}: every data set of the tables has rows at the reference slice P = {ref.patch}, "
+                               f"N = {ref.train_size} (Fig. 5 draws them); no other data set (e.g. a 64×64 study)")
+    by = ["dataset", "arch", "patch", "train_size", "task", "preinverse", "split", "sigma"]
+    frame = sort_frame(long_stats(rest, by, FIG5_QUANTITIES),
+                       ["dataset", "arch", "patch", "train_size", "task", "quantity", "split", "sigma"])
+    return Selection(name, frame, ("dataset", "arch", "patch", "train_size", "task", "preinverse"), ("quantity", "split"))
+
+
 def select_table2(inputs: FigureInputs, ref: Reference) -> Selection:
     """Table 2: mean PSNR(net, LE-MMSE) over σ and images per architecture × data set × problem × split."""
     name = "table2_architectures"
@@ -493,6 +513,7 @@ def select_fig7(inputs: FigureInputs, ref: Reference) -> Selection:
 SELECTORS: dict[str, Callable[[FigureInputs, Reference], Selection]] = {
     "fig2_memorisation": select_fig2,
     "fig5_psnr_vs_sigma": select_fig5,
+    "fig9_other_datasets": select_fig9,
     "table2_architectures": select_table2,
     "fig6_alignment_vs_density": select_fig6,
     "fig7_ood": select_fig7,
