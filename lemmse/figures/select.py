@@ -149,6 +149,9 @@ def sort_frame(df: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
         elif c == "arch":
             df["_arch"] = df["arch"].map({a: i for i, a in enumerate(ordered(df["arch"], ARCH_ORDER))})
             keys.append("_arch")
+        elif c in ("dataset", "eval_dataset", "ood_dataset"):  # the config's order (first seen), not alphabetical
+            df[f"_{c}"] = df[c].map({v: i for i, v in enumerate(dict.fromkeys(df[c]))})
+            keys.append(f"_{c}")
         elif c == "split":
             df["_split"] = df["split"].map({"train": 0, "test": 1}).fillna(2)
             keys.append("_split")
