@@ -35,8 +35,7 @@ import numpy as np
 import pandas as pd
 
 from lemmse.errors import LemmseInputError
-from lemmse.figures.inputs import (ARCH_ORDER, FigureInputs, fix, in_distribution, mean_by, ordered, problems,
-                                   require)
+from lemmse.figures.inputs import ARCH_ORDER, FigureInputs, fix, in_distribution, ordered, problems, require
 
 #: The density and mass columns the figures plot (the paper's conventions; MATH.md "Diagnostics").
 DENSITY_IMAGE = "neg_log_density_image_paper"

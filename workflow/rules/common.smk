@@ -157,8 +157,8 @@ def figure_inputs(name):
     """The tables and the stores figure ``name`` reads, nothing else (fig4: its variance stores)."""
     tables = [f"{R}/tables/metrics.parquet", f"{R}/tables/analytic.parquet"]
     sel = PLANNED_FIGURES[name]
-    if sel is None:  # fig4
-        return list(variance_stores().values())
+    if sel is None:  # fig4 reads its variance stores (the script loads the tables too)
+        return tables + list(variance_stores().values())
     return tables + list(dict.fromkeys(store_path(key) for key in sel.stores))
 
 
