@@ -269,3 +269,18 @@ def test_cli_make_and_list(world, tmp_path, capsys):
     assert "fig5_psnr_vs_sigma\tnot covered" in capsys.readouterr().out  # no reference: two P, two N
     assert main(["figures", "make", "nope", "--tables", str(tables), "--results", ".", "--out", "x.png"]) == 2
     assert "unknown figure" in capsys.readouterr().err
+
+
+def test_config_reference_is_validated():
+    import yaml
+
+    from lemmse.sweep import load_config
+
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert load_config(raw)["figures"]["reference"] == {"study": "noise", "patch": None, "train_size": None}
+    raw["figures"] = {"reference": {"patch": 4}}
+    with pytest.raises(LemmseInputError, match=r"figures\.reference\.patch: patch size 4 must be odd"):
+        load_config(raw)
+    raw["figures"] = {"reference": {"sample": 3}}
+    with pytest.raises(LemmseInputError, match=r"figures\.reference"):
+        load_config(raw)
