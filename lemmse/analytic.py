@@ -4,10 +4,15 @@ Layout of ``results/analytic/{dataset}/{task}/{preinverse}/{estimator}/P{patch}/
 
 * ``xhat (split, image, sigma, c, h, w)`` float32 — the estimate of every measurement ``y`` of
   the measurement store ``results/measurements/{eval}/{task}.zarr`` (same coordinates);
-* for the LE-MMSE also ``patch_log_density (split, image, sigma, h, w)`` float64 (log p of the
-  measured patch at each pixel, Gaussian constants included), ``image_log_density (split, image,
-  sigma)`` float64, ``mass99`` and ``source`` ``(split, image, sigma, h, w)`` float32 (integer
-  counts / training-image index, −1 where no image owns half of the weight).
+* for the LE-MMSE stores the plan asks diagnostics of (:meth:`lemmse.sweep.Plan.wants_diagnostics`)
+  also every diagnostic of :data:`lemmse.estimators.api.DIAGNOSTICS` (MATH.md "Diagnostics"):
+  ``(split, image, sigma, h, w)`` maps ``patch_log_density_paper`` (the paper's log-sum-exp of
+  the logits, no constants) and ``patch_log_density`` (normalised, Gaussian constants included)
+  float64, ``mass99`` (99 %-mass count), ``source`` (training image owning a single patch with
+  ≥ 50 % of the weight) and ``source_image`` (image whose patches together hold ≥ 50 %) float32,
+  −1 where no image does; and ``(split, image, sigma)`` float64 summaries
+  ``image_log_density_paper``, ``image_log_density``, ``mass99_observed_mean`` and
+  ``mass99_observed_median`` (over pixels whose stratum has rank > 0).
 
 :func:`create_store` writes the empty template (NaN = not computed) with chunks of
 ``images_per_shard`` images × ``sigmas_per_shard`` noise levels × one split, so that each shard
@@ -30,7 +35,11 @@ from lemmse.errors import LemmseInputError
 
 log = logging.getLogger(__name__)
 
-DIAGNOSTICS = ("patch_log_density", "image_log_density", "mass99", "source")
+#: Storage dtype of each diagnostic (maps of integers fit float32 exactly below 2**24).
+DIAGNOSTIC_DTYPES = {"patch_log_density_paper": "float64", "patch_log_density": "float64", "mass99": "float32",
+                     "source": "float32", "source_image": "float32", "image_log_density_paper": "float64",
+                     "image_log_density": "float64", "mass99_observed_mean": "float64",
+                     "mass99_observed_median": "float64"}
 
 
 def create_store(path: str | os.PathLike, measurements: str | os.PathLike, *, images_per_shard: int,
@@ -42,12 +51,13 @@ def create_store(path: str | os.PathLike, measurements: str | os.PathLike, *, im
     ci, cs = min(images_per_shard, len(image)), min(sigmas_per_shard, len(sigma))
     variables = {"xhat": zstore.VariableSpec(("split", "image", "sigma", "c", "h", "w"), (1, ci, cs, c, h, w))}
     if diagnostics:
-        variables.update({
-            "patch_log_density": zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w), "float64"),
-            "image_log_density": zstore.VariableSpec(("split", "image", "sigma"), (1, ci, cs), "float64"),
-            "mass99": zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w)),
-            "source": zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w)),
-        })
+        from lemmse.estimators.api import DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES
+
+        for name in DIAGNOSTIC_MAPS:
+            variables[name] = zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w),
+                                                  DIAGNOSTIC_DTYPES[name])
+        for name in DIAGNOSTIC_SUMMARIES:
+            variables[name] = zstore.VariableSpec(("split", "image", "sigma"), (1, ci, cs), DIAGNOSTIC_DTYPES[name])
     zstore.create_template(path, variables=variables,
                            coords={"split": split, "image": image, "sigma": sigma},
                            sizes={"c": c, "h": h, "w": w},
@@ -72,7 +82,7 @@ def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, t
                                f"a shard of this store ({ci} images × {cs} σ per shard, {n_img} × {n_sig})")
     images = slice(first_image, min(first_image + ci, n_img))
     sigmas = slice(first_sigma, min(first_sigma + cs, n_sig))
-    diagnostics = "patch_log_density" in store.data_vars
+    diagnostics = has_diagnostics(store)
     train_t = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32))
     for s, split in enumerate(store["split"].values):
         y = meas["y"].sel(split=split).isel(image=images, sigma=sigmas).values  # (i, s, c, h, w)
@@ -82,12 +92,17 @@ def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, t
         result = estimate(train_t, flat, sigma=torch.from_numpy(sig.astype(np.float64)), diagnostics=diagnostics,
                           device=device, max_memory=max_memory, progress=progress, **estimate_options)
         block = {"xhat": result.xhat.cpu().numpy().reshape(y.shape)[None]}
-        for key in DIAGNOSTICS if diagnostics else ():
+        for key in DIAGNOSTIC_DTYPES if diagnostics else ():
             value = result.diagnostics[key].cpu().numpy()
             block[key] = value.reshape(n_i, n_s, *value.shape[1:])[None].astype(store[key].dtype)
         zstore.write_region(path, block, {"split": slice(s, s + 1), "image": images, "sigma": sigmas})
         log.info("%s: split %s, images %d-%d, σ %s written", path, split, images.start, images.stop - 1,
                  ", ".join(f"{v:g}" for v in meas["sigma"].values[sigmas]))
+
+
+def has_diagnostics(store) -> bool:
+    """Whether an estimator store (an open dataset) was created with the LE-MMSE diagnostics."""
+    return all(name in store.data_vars for name in DIAGNOSTIC_DTYPES)
 
 
 def finalize_store(path: str | os.PathLike) -> None:

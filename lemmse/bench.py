@@ -208,6 +208,11 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     validate_sigma(args.sigma, 1)
     device = str(resolve_device(args.device))
+    if args.rates_out is not None:  # the cost model's rates instead of the table (lemmse.cost)
+        from lemmse.cost import bench_hook
+
+        bench_hook(args.rates_out, config=args.rates_config, device=device, clock=args.rates_clock)
+        return 0
     arrays = load_problem(args.data)
     configs = problem_configs(args.quick)
     available = {"digits": arrays["digits16"].shape[0] - DIGITS_TEST_START,
@@ -268,6 +273,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Default: cpu.")
     p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
                    help="also write the table as CSV (one row per configuration).")
+    p.add_argument("--rates-out", type=Path, default=None, metavar="FILE",
+                   help="instead of the table, measure the rates the cost model needs (GEMM and exp rates, "
+                        "the engine's efficiency, seconds per training step, job start-up) and write them "
+                        "to FILE (JSON) for `lemmse plan CONFIG --cost --rates FILE`.")
+    p.add_argument("--rates-config", type=Path, default=None, metavar="CONFIG",
+                   help="with --rates-out: calibrate on this workflow config's own networks and shard shape "
+                        "(recommended). Default: the digits problem and each architecture's small preset.")
+    p.add_argument("--rates-clock", choices=("wall", "cpu"), default="wall",
+                   help="with --rates-out: seconds of elapsed time (default; what predicted hours mean) or CPU "
+                        "seconds of all threads (to check predictions on a machine other work loads; compare "
+                        "with the benchmark files' cpu_time).")
     add_verbosity_flags(p)
 
 

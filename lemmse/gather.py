@@ -2,8 +2,9 @@ r"""The gather stage: every store of a plan reduced to the tidy tables of :mod:`
 
 :func:`metrics_table` pairs each network evaluation with its estimator store (same measurements
 ``y``) and computes, per (split, image, σ), PSNR(net, x), PSNR(estimate, x), PSNR(net, estimate),
-PSNR(B y, estimate) and the LE-MMSE diagnostics −log p(y), mean −log p of the patches and mean
-99 %-mass count. :func:`analytic_table` describes every estimator store on its own.
+PSNR(B y, estimate) and, on LE-MMSE rows whose store has them, the diagnostics (both density
+conventions, the 99 %-mass summaries over observed pixels). :func:`analytic_table` describes
+every estimator store on its own.
 :func:`write_tables` writes both as Parquet and CSV and the metrics as the labelled cube
 ``metrics.zarr`` (dims = the key columns), each atomically.
 """
@@ -17,7 +18,7 @@ import pandas as pd
 
 from lemmse import store as zstore
 from lemmse.sweep import (AnalyticRun, Comparison, Plan, preinverse_options, smoothing_of, task_options)
-from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, METRICS_KEYS, METRICS_VALUES
+from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, DIAGNOSTIC_VALUES, METRICS_KEYS, METRICS_VALUES
 
 log = logging.getLogger(__name__)
 
@@ -53,28 +54,38 @@ def _preinverted(plan: Plan, dataset: str, task: str, preinverse: str, y: np.nda
     return B(flat).numpy().reshape(y.shape)
 
 
-def _lemmse_twin(plan: Plan, run: AnalyticRun) -> AnalyticRun | None:
-    """The LE-MMSE store (with diagnostics) of the same problem as ``run``, if the plan has one."""
-    for other in plan.analytics:
-        same = (other.dataset, other.eval_dataset, other.task, other.preinverse, other.patch, other.train_size) == (
-            run.dataset, run.eval_dataset, run.task, run.preinverse, run.patch, run.train_size)
-        if same and plan.config["estimators"].get(other.estimator, {"kind": other.estimator})["kind"] == "lemmse":
-            return other
-    return None
+def _diag_columns(store, kind: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
+    """Diagnostic columns ``(split, image, sigma)`` of an estimator store: its own diagnostics if it is a
+    plain LE-MMSE store that has them (:meth:`lemmse.sweep.Plan.wants_diagnostics`), else NaN.
 
+    Patch densities are −(mean over pixels) of the per-pixel log-densities; image densities and mass
+    summaries are read as stored."""
+    from lemmse.analytic import has_diagnostics
 
-def _diagnostic_columns(plan: Plan, run: AnalyticRun, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    twin = _lemmse_twin(plan, run)
-    nan = np.full(shape, np.nan)
-    if twin is None:
-        return {"neg_log_density_image": nan, "neg_log_density_patch": nan, "mass99": nan, "source": None}
-    ds = zstore.open_dataset(twin.store(plan.results))
+    if kind != "lemmse" or not has_diagnostics(store):
+        return {name: np.full(shape, np.nan) for name in DIAGNOSTIC_VALUES}
+
+    def values(name: str) -> np.ndarray:
+        return store[name].transpose("split", "image", "sigma", ...).values
+
     return {
-        "neg_log_density_image": -ds["image_log_density"].values,
-        "neg_log_density_patch": -ds["patch_log_density"].values.mean(axis=(-2, -1)),
-        "mass99": ds["mass99"].values.mean(axis=(-2, -1)),
-        "source": ds["source"].values,
+        "neg_log_density_patch_paper": -values("patch_log_density_paper").mean(axis=(-2, -1)),
+        "neg_log_density_image_paper": -values("image_log_density_paper"),
+        "neg_log_density_patch_normalised": -values("patch_log_density").mean(axis=(-2, -1)),
+        "neg_log_density_image_normalised": -values("image_log_density"),
+        "mass99_observed_mean": values("mass99_observed_mean"),
+        "mass99_observed_median": values("mass99_observed_median"),
     }
+
+
+def _distinct_sources(store, kind: str, shape: tuple[int, int, int]) -> np.ndarray:
+    """Number of distinct training images in the ``source`` map (single patch ≥ 50 %) per (split, image, σ)."""
+    from lemmse.analytic import has_diagnostics
+
+    if kind != "lemmse" or not has_diagnostics(store):
+        return np.full(shape, np.nan)
+    src = store["source"].transpose("split", "image", "sigma", "h", "w").values
+    return np.array([[[len(np.unique(m[m >= 0])) for m in row] for row in block] for block in src], dtype=float)
 
 
 def _frame(keys: dict, grid: tuple[list[str], np.ndarray, np.ndarray], values: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -104,15 +115,15 @@ def comparison_rows(plan: Plan, comparison: Comparison, cache: dict) -> pd.DataF
     net_x, est_x, y = (d.transpose("split", "image", "sigma", "c", "h", "w").values
                        for d in (net["xhat"], est["xhat"], meas["y"].sel(split=splits)))
     by = _preinverted(plan, run.eval_dataset, run.task, run.preinverse, y)
-    diag = _diagnostic_columns(plan, run, est_x.shape[:3])
+    kind = plan.kind(run)
+    diag = _diag_columns(est, kind, est_x.shape[:3])
     r = evaluation.run
     keys = {"dataset": r.dataset, "eval_dataset": evaluation.eval_dataset, "task": r.task,
             "preinverse": r.preinverse, "arch": r.arch, "patch": r.patch, "train_size": r.train_size,
-            "estimator": plan.config["estimators"].get(run.estimator, {"kind": run.estimator})["kind"],
-            "smoothing": smoothing_of(plan.config, run.estimator)}
+            "estimator": kind, "smoothing": smoothing_of(plan.config, run.estimator)}
     values = {"psnr_net_truth": psnr(net_x, x), "psnr_est_truth": psnr(est_x, x), "psnr_net_est": psnr(net_x, est_x),
               "psnr_input_est": psnr(by, est_x)}
-    values.update({k: diag[k] for k in ("neg_log_density_image", "neg_log_density_patch", "mass99")})
+    values.update(diag)
     return _frame(keys, grid, values)
 
 
@@ -132,25 +143,14 @@ def analytic_rows(plan: Plan, run: AnalyticRun, cache: dict) -> pd.DataFrame:
     x = np.stack([clean[s] for s in splits])
     dist = nearest_train_distance(est_x.reshape(-1, *est_x.shape[3:]), train).reshape(est_x.shape[:3])
     truth_dist = nearest_train_distance(x.reshape(-1, *x.shape[2:]), train).reshape(x.shape[:2])
-    diag = _diagnostic_columns(plan, run, est_x.shape[:3]) if run.patch else {
-        "neg_log_density_image": np.full(est_x.shape[:3], np.nan), "neg_log_density_patch": np.full(est_x.shape[:3], np.nan),
-        "mass99": np.full(est_x.shape[:3], np.nan), "source": None}
-    kind = plan.config["estimators"].get(run.estimator, {"kind": run.estimator})["kind"]
-    if diag["source"] is not None and kind == "lemmse":
-        src = diag["source"]
-        distinct = np.array([[[len(np.unique(m[m >= 0])) for m in row] for row in block] for block in src], dtype=float)
-    else:
-        distinct = np.full(est_x.shape[:3], np.nan)
-        if kind != "lemmse":
-            diag = {k: (np.full(est_x.shape[:3], np.nan) if k != "source" else None) for k in diag}
+    kind = plan.kind(run)
+    diag = _diag_columns(est, kind, est_x.shape[:3])
     keys = {"dataset": run.dataset, "eval_dataset": run.eval_dataset, "task": run.task, "preinverse": run.preinverse,
             "estimator": kind, "smoothing": smoothing_of(plan.config, run.estimator), "patch": run.patch,
             "train_size": run.train_size}
     values = {"psnr_est_truth": psnr(est_x, x[:, :, None]), "nearest_train_distance": dist,
               "truth_nearest_train_distance": np.broadcast_to(truth_dist[:, :, None], est_x.shape[:3]),
-              "neg_log_density_image": diag["neg_log_density_image"],
-              "neg_log_density_patch": diag["neg_log_density_patch"], "mass99": diag["mass99"],
-              "distinct_sources": distinct}
+              **diag, "distinct_sources": _distinct_sources(est, kind, est_x.shape[:3])}
     return _frame(keys, grid, values)
 
 

@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lemmse.sweep import Plan, make_plan
+from lemmse.sweep import Plan, make_plan, training_steps
 
 
 def start(snakemake) -> Plan:
@@ -45,5 +45,7 @@ def config_label(plan: Plan) -> str:
     """A short description of the configuration, for figure titles and the claims report."""
     config = plan.config
     datasets = ", ".join(config["datasets"])
+    t = config["training"]
+    budget = f"{t['epochs']:g} epochs" if t.get("epochs") is not None else f"{training_steps(t, 0)} training steps"
     return (f"data: {datasets}; {config['measurements']['n_eval']} images/split; "
-            f"{config['training']['steps']} training steps ({config['training']['preset']} preset)")
+            f"{budget} ({t['preset']} preset)")

@@ -3,8 +3,10 @@ r"""The workflow's configuration as data: validate it, then expand it into the j
 :func:`load_config` checks a config (a YAML file or a dict) against the JSON schema
 ``workflow/schemas/config.schema.yaml`` — every key described, defaulted, unknown keys refused
 — and then the semantics a schema cannot express (odd patch sizes that fit the images, pre-inverses
-that fit their task, training sizes the data sets have, dataset files that exist), raising
+that fit their task, training sizes the data sets have), raising
 :class:`~lemmse.errors.LemmseInputError` with the offending key path before any job is built.
+No data file is read: the files of a data set are checked by :func:`check_dataset_files` in the
+dataset rule, so a config can be planned before its data sets are on disk.
 
 :func:`make_plan` expands the studies into frozen records — :class:`NetworkRun` (one trained
 network), :class:`NetworkEval` (its outputs on one data set's measurements), :class:`AnalyticRun`
@@ -15,6 +17,7 @@ scripts and the gather stage all read the same records, so a path is spelled in 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -93,8 +96,21 @@ def load_config(source: str | Path | Mapping[str, Any], schema_path: Path = SCHE
     return config
 
 
+def reads_files(source: str) -> bool:
+    """Whether the registered data set ``source`` is read from local files (it has a ``root`` key)."""
+    from lemmse.data import get_spec
+
+    return "root" in get_spec(source).defaults
+
+
 def _dataset_info(config: dict) -> dict[str, dict]:
-    """Resolved options, channel count and resolution of every configured data set."""
+    """Resolved options, channel count and resolution of every configured data set.
+
+    Touches no file: a data set read from local files (FFHQ, CIFAR-10, FashionMNIST) gets only its
+    option types checked here; its root, files and sizes are checked by :func:`check_dataset_files`
+    in the dataset rule, so a config can be planned (``snakemake -n``, ``lemmse plan``) before any
+    data set is fetched. Embedded data sets (no files) get their source's full check.
+    """
     from lemmse.data import get_spec, resolve_config
 
     info = {}
@@ -103,14 +119,45 @@ def _dataset_info(config: dict) -> dict[str, dict]:
         try:
             resolved = resolve_config(source, options)
             spec = get_spec(source)
-            if not resolved.get("download"):
-                spec.check(resolved)  # sizes, resolution, files present (no download here)
+            if not reads_files(source):
+                spec.check(resolved)  # sizes and resolution against the bundled pool
         except LemmseInputError as err:
             raise LemmseInputError(f"config key datasets.{name}: {err}") from err
         info[name] = {"options": resolved, "channels": spec.channels(resolved),
                       "resolution": int(resolved["resolution"]), "train_size": int(resolved["train_size"]),
                       "test_size": int(resolved["test_size"])}
     return info
+
+
+def check_dataset_files(config: dict, name: str) -> tuple[str, dict]:
+    """The dataset rule's check, before any work: ``(source, options)`` of data set ``name``.
+
+    For a data set read from local files, the configured ``root`` must be set and exist (unless
+    ``download: true`` fetches it); then the source's own check runs (sizes against the files,
+    readable headers, resolution). Every failure names the config key and the path.
+    """
+    from lemmse.data import get_spec, resolve_config
+
+    source, options = dataset_source(config, name)
+    try:
+        resolved = resolve_config(source, options)
+    except LemmseInputError as err:
+        raise LemmseInputError(f"config key datasets.{name}: {err}") from err
+    if reads_files(source) and not resolved.get("download"):
+        root = resolved.get("root")
+        if root is None:
+            raise LemmseInputError(f"config key datasets.{name}.root is not set: {source} is read from local "
+                                   "files; point root at them")
+        path = Path(root).expanduser()
+        if not path.exists():
+            raise LemmseInputError(f"config key datasets.{name}.root: {root} does not exist (resolved from "
+                                   f"{Path.cwd()}: {path.absolute()}); fetch the {source} files there or set "
+                                   f"datasets.{name}.root")
+    try:
+        get_spec(source).check(resolved)
+    except LemmseInputError as err:
+        raise LemmseInputError(f"config key datasets.{name}: {err}") from err
+    return source, options
 
 
 def dataset_source(config: dict, name: str) -> tuple[str, dict]:
@@ -161,12 +208,19 @@ def check_semantics(config: dict) -> None:
             if smoothed != (key in est):
                 raise LemmseInputError(f"config key estimators.{label}.{key}: required for kind smoothed and only there")
     train = config["training"]
+    if train["steps"] is not None and train["epochs"] is not None:
+        raise LemmseInputError(f"config key training: give steps ({train['steps']}) or epochs ({train['epochs']}), "
+                               "not both")
     if train["sigma_min"] > train["sigma_max"]:
         raise LemmseInputError(f"config key training.sigma_min: {train['sigma_min']} > training.sigma_max "
                                f"{train['sigma_max']}")
+    if train["sigma_sampling"] == "log-uniform" and train["sigma_min"] <= 0:
+        raise LemmseInputError(f"config key training.sigma_min: {train['sigma_min']} must be > 0 for "
+                               "training.sigma_sampling: log-uniform")
     for name, study in config["studies"].items():
         where = f"studies.{name}"
         _check_study(config, info, where, study)
+        _check_trained_on_train_split(meas["n_eval"], f"{where}.train_sizes", study["train_sizes"])
     mem = config["memorisation"]
     for i, problem in enumerate(mem["problems"]):
         _check_problem(config, f"memorisation.problems.{i}", problem)
@@ -184,6 +238,16 @@ def check_semantics(config: dict) -> None:
         _check_train_size(info, "variance.train_size", var["dataset"], var["train_size"])
         if var["images"] > info[var["dataset"]]["test_size"]:
             raise LemmseInputError(f"config key variance.images: {var['images']} exceeds the test split")
+
+
+def _check_trained_on_train_split(n_eval: int, where: str, train_sizes: Iterable[int]) -> None:
+    """The "train" split measurements (its first ``n_eval`` images) must all be training images of
+    every N, or the train/test comparison would score images a network never saw as "train"."""
+    small = [n for n in train_sizes if n < n_eval]
+    if small:
+        raise LemmseInputError(f"config key {where}: N = {min(small)} is below measurements.n_eval = {n_eval}; "
+                               f"the train-split images {min(small)}..{n_eval - 1} would not be training images "
+                               "(lower n_eval or raise N)")
 
 
 def _require_dataset(info: dict, where: str, name: str) -> None:
@@ -227,9 +291,11 @@ def _check_study(config: dict, info: dict, where: str, study: dict) -> None:
 # ------------------------------------------------------------------------------------------------
 
 def sigma_spec(training: Mapping[str, Any]) -> str:
-    """``0.05`` for a fixed training σ, ``0-1`` for a range (as lemmse.training names it)."""
-    lo, hi = training["sigma_min"], training["sigma_max"]
-    return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+    """``0.05`` for a fixed training σ, ``0-1`` for a range, ``0.005-1log`` for a log-uniform one
+    (:attr:`lemmse.training.config.TrainConfig.sigma_spec`)."""
+    from lemmse.training.config import format_sigma_spec
+
+    return format_sigma_spec(training["sigma_min"], training["sigma_max"], training.get("sigma_sampling", "uniform"))
 
 
 @dataclass(frozen=True)
@@ -330,8 +396,30 @@ class Plan:
         return self.config["estimators"].get(run.estimator, {"kind": run.estimator})["kind"]
 
     def is_lemmse(self, run: AnalyticRun) -> bool:
-        """Plain LE-MMSE stores carry the diagnostics."""
+        """Whether ``run`` is a plain LE-MMSE store."""
         return self.kind(run) == "lemmse"
+
+    def wants_diagnostics(self, run: AnalyticRun) -> bool:
+        """Whether ``run``'s store computes the LE-MMSE diagnostics — THE one place this is decided.
+
+        A store computes them only when some figure or claim reads them, i.e. when it is a plain
+        LE-MMSE store of a study (not memorisation-only), evaluated on its own data set. Readers:
+
+        * gather (:mod:`lemmse.gather`): the density and mass columns of the metrics and analytic
+          tables, on LE-MMSE rows only (NaN elsewhere);
+        * Fig. 6 (``neg_log_density_image_paper`` of in-distribution metrics rows against the
+          LE-MMSE), Fig. 17 (``neg_log_density_patch_paper`` of in-distribution analytic rows);
+        * Fig. 20–22 (``mass99_observed_*`` and the ``mass99`` maps) and Fig. 23 (the ``source``
+          maps), both on in-distribution LE-MMSE stores;
+        * the claims of :mod:`lemmse.claims` on density and mass (in-distribution LE-MMSE rows).
+
+        Not read, so not computed: smoothed, MMSE and E-MMSE stores (diagnostics are defined for the
+        LE-MMSE only), memorisation-only LE-MMSE stores (Fig. 2 reads their estimates and distances),
+        and out-of-distribution stores (Fig. 7 reads PSNRs only). A new reader of diagnostics on
+        other stores must widen this rule here.
+        """
+        return (self.is_lemmse(run) and run.eval_dataset == run.dataset
+                and any(c.analytic == run for c in self.comparisons))
 
     def variance_tasks(self) -> list[str]:
         """Tasks of the fig4 variance stage (empty when it is not configured)."""
@@ -408,7 +496,22 @@ def analytic_attrs(plan: "Plan", run: AnalyticRun) -> dict[str, Any]:
             "data_store": str(plan.data_store(run.dataset)), "train_images": f"first {run.train_size} of train"}
 
 
-def training_config(config: dict, task: str, preinverse: str, arch: str, patch: int):
+#: Steps of a network when the config gives neither ``training.steps`` nor ``training.epochs``.
+DEFAULT_STEPS = 1000
+
+
+def training_steps(training: Mapping[str, Any], train_size: int) -> int:
+    """Optimiser steps of a network trained on ``train_size`` images.
+
+    ``training.steps`` if given, else ``⌈epochs · N / batch_size⌉`` (at least 1): the paper trains
+    for a number of epochs, so its N = 100 networks take far fewer steps than its N = 50000 ones.
+    """
+    if training.get("epochs") is not None:
+        return max(1, math.ceil(training["epochs"] * train_size / training["batch_size"]))
+    return int(training["steps"]) if training.get("steps") is not None else DEFAULT_STEPS
+
+
+def training_config(config: dict, task: str, preinverse: str, arch: str, patch: int, train_size: int):
     """The :class:`lemmse.training.config.TrainConfig` of one network of the sweep."""
     from lemmse.training.config import TrainConfig
 
@@ -416,9 +519,11 @@ def training_config(config: dict, task: str, preinverse: str, arch: str, patch: 
     pre = preinverse_options(config, preinverse)
     return TrainConfig(task=task, preinverse=pre["preinverse"], lam=pre["lam"], **task_options(config, task),
                        arch=arch, patch=patch, preset=t["preset"], model_options=dict(t["model_options"].get(arch, {})),
-                       sigma_min=t["sigma_min"], sigma_max=t["sigma_max"], steps=t["steps"], batch_size=t["batch_size"],
-                       lr=t["lr"], lr_min=t["lr_min"], grad_clip=t["grad_clip"], ema_decay=t["ema_decay"],
-                       ema_start=t["ema_start"], checkpoint_every=t["checkpoint_every"], seed=config["seed"])
+                       sigma_min=t["sigma_min"], sigma_max=t["sigma_max"], sigma_sampling=t["sigma_sampling"],
+                       steps=training_steps(t, train_size),
+                       batch_size=t["batch_size"], lr=t["lr"], lr_min=t["lr_min"], weight_decay=t["weight_decay"],
+                       grad_clip=t["grad_clip"], ema_decay=t["ema_decay"], ema_start=t["ema_start"],
+                       ema_every=t["ema_every"], checkpoint_every=t["checkpoint_every"], seed=config["seed"])
 
 
 def estimator_options(config: dict, label: str) -> dict[str, Any]:
@@ -451,3 +556,64 @@ def smoothing_of(config: dict, label: str) -> float:
     return float(est.get("smoothing", 0.0)) if est["kind"] == "smoothed" else 0.0
 
 
+
+
+# ------------------------------------------------------------------------------------------------
+# what `snakemake all` runs: jobs per rule and per study, figures covered
+# ------------------------------------------------------------------------------------------------
+
+def prepared_datasets(plan: Plan) -> list[str]:
+    """The data sets some job of ``all`` reads (the others are prepared only by ``datasets_all``)."""
+    used = [r.dataset for r in plan.networks] + [e.eval_dataset for e in plan.evaluations]
+    used += [name for a in plan.analytics for name in (a.dataset, a.eval_dataset)]
+    if plan.variance_tasks():
+        used.append(plan.config["variance"]["dataset"])
+    return [name for name in plan.datasets if name in set(used)]
+
+
+def figure_coverage(plan: Plan) -> dict[str, str | None]:
+    """Figure name -> ``None`` when the planned tables cover it, else the reason it is not covered.
+
+    Judged from the planned table rows (key columns only), before any job runs; the same verdict
+    the workflow's figure rules are built from.
+    """
+    from lemmse.figures import coverage
+    from lemmse.gather import planned_tables
+
+    metrics, analytic = planned_tables(plan)
+    return coverage(metrics, analytic, variance=plan.variance_tasks() != [], config=plan.config)
+
+
+def rule_jobs(plan: Plan, figures: Iterable[str]) -> dict[str, int]:
+    """Jobs per rule of ``snakemake all`` on an empty results folder, in stage order.
+
+    ``figures``: the covered figures (see :func:`figure_coverage`), one job each.
+    """
+    shards = sum(len(plan.shards(a)) for a in plan.analytics)
+    counts = {"prepare_dataset": len(prepared_datasets(plan)), "measure": len(plan.measurement_stores),
+              "train_network": len(plan.networks), "evaluate_network": len(plan.evaluations),
+              "analytic_template": len(plan.analytics), "analytic_shard": shards,
+              "analytic_finalize": len(plan.analytics), "variance": len(plan.variance_tasks()),
+              "gather": 1, "study_table": len(plan.config["studies"])}
+    counts.update({name: 1 for name in figures})
+    counts.update(figure_coverage=1, claims=1, all=1)
+    return {rule: n for rule, n in counts.items() if n}
+
+
+def study_jobs(plan: Plan) -> dict[str, dict[str, int]]:
+    """Per study (and the memorisation and variance stages): networks, evaluations, estimator
+    stores and shards it needs. A job shared by several studies counts in each of them."""
+    out = {}
+    for name, comparisons in plan.studies.items():
+        analytics = _unique(c.analytic for c in comparisons)
+        out[name] = {"train_network": len(_unique(c.evaluation.run for c in comparisons)),
+                     "evaluate_network": len(_unique(c.evaluation for c in comparisons)),
+                     "analytic stores": len(analytics),
+                     "analytic_shard": sum(len(plan.shards(a)) for a in analytics)}
+    if plan.memorisation:
+        out["memorisation"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": len(plan.memorisation),
+                               "analytic_shard": sum(len(plan.shards(a)) for a in plan.memorisation)}
+    if plan.variance_tasks():
+        out["variance"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": 0, "analytic_shard": 0,
+                           "variance": len(plan.variance_tasks())}
+    return out

@@ -1,10 +1,24 @@
 """Rule claims: the paper's claims checked on the gathered tables (Markdown and CSV)."""
+import pandas as pd
+
 from lemmse.claims import compute_claims, write_claims
+from lemmse.claims.timing import read_timings
 from lemmse.figures import FigureInputs
 from lemmse.rules import config_label, start
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake
-inputs = FigureInputs.load(plan.results / "tables", plan.results, preinverses=plan.config["preinverses"])
-claims = compute_claims(inputs.metrics, inputs.analytic, variance=snakemake.params.variance)  # noqa: F821
+cfg = plan.config
+inputs = FigureInputs.load(plan.results / "tables", plan.results, preinverses=cfg["preinverses"])
+timings = read_timings(snakemake.params.benchmarks, n_eval=cfg["measurements"]["n_eval"],  # noqa: F821
+                       n_sigma=len(cfg["measurements"]["sigmas"]),
+                       images_per_shard=cfg["analytic"]["images_per_shard"],
+                       sigmas_per_shard=cfg["analytic"]["sigmas_per_shard"],
+                       lemmse_labels={a.estimator for a in plan.analytics if plan.is_lemmse(a)})
+claims = compute_claims(inputs.metrics, inputs.analytic, variance=snakemake.params.variance,  # noqa: F821
+                        netpairs=pd.read_parquet(snakemake.input.netpairs),  # noqa: F821
+                        estimator_pairs=pd.read_parquet(snakemake.input.estimator_pairs),  # noqa: F821
+                        memorisation=pd.read_parquet(snakemake.input.memorisation),  # noqa: F821
+                        timings=timings, resolutions={d: i["resolution"] for d, i in plan.datasets.items()},
+                        preinverses=cfg["preinverses"])
 write_claims(claims, snakemake.output.md, snakemake.output.csv, config_label=config_label(plan),  # noqa: F821
-             config=plan.config)
+             config=cfg, metrics=inputs.metrics)

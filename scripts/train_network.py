@@ -9,7 +9,7 @@ from lemmse.training.loop import train
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake
 w = snakemake.wildcards  # noqa: F821
-config = training_config(plan.config, w.task, w.preinverse, w.arch, int(w.patch))
+config = training_config(plan.config, w.task, w.preinverse, w.arch, int(w.patch), int(w.train_size))
 images = load_split(snakemake.input.data, "train", count=int(w.train_size))  # noqa: F821
 run_dir = Path(snakemake.output[0]).parent  # noqa: F821
 result = train(run_dir, config, images, device=device(), resume=True)

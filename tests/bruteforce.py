@@ -41,6 +41,8 @@ SV_RTOL = 1e-6
 SUPPORT_RTOL = 1e-8
 #: seed of the generic vector used for support decisions
 GENERIC_SEED = 20240611
+#: log-width around the crossing key within which :func:`lemmse_details` counts near-tied keys
+MASS_NEAR_LOG = 0.01
 
 
 #: Every task × pre-inverse pair the estimators accept (Tikhonov for deconvolution only).
@@ -271,11 +273,15 @@ class LemmseDetails:
 
     xhat: np.ndarray  # (n, C, H, W)
     patch_log_density: np.ndarray  # log((1/(D·H·W)) Σ_{winning stratum} N(z; μ, σ²Σ_n))
+    patch_log_density_paper: np.ndarray  # log Σ_{winning stratum} exp(-½‖z - μ‖²_{Σ⁺}/σ²), no constants
     stratum_rank: np.ndarray  # rank of the winning stratum
     mass99_bounds: np.ndarray  # (n, H, W, 2): 99 %-mass count at fraction 0.99 ∓ 1e-9
+    mass99_bounds_loose: np.ndarray  # (n, H, W, 2): the same at 0.99 ∓ 1e-5 (a float32 normaliser)
+    mass99_near: np.ndarray  # keys whose log-weight lies within MASS_NEAR_LOG of the crossing key's
     source: np.ndarray  # image whose patches together hold ≥ 50 % of the weight, else -1
     source_margin: np.ndarray  # |largest image share - 0.5|
     single_patch_source: np.ndarray  # image owning one patch with ≥ 50 % of the weight, else -1
+    single_patch_margin: np.ndarray  # |largest single weight - 0.5|
     weights: list  # per (k, n'): (D, H·W) weights, zero outside the winning stratum
 
 
@@ -340,8 +346,10 @@ def lemmse_details(train: np.ndarray, y: np.ndarray, A: np.ndarray, B: np.ndarra
       as a difference and squared; rank 0 gives ``log N = 0``: equal weights);
     * ``x̂_{n'} = Σ_{d,n} w (x_d)_n`` (centre pixels, all channels).
 
-    Diagnostics: ``patch_log_density = logsumexp(log N) - log(D·H·W)``; the 99 %-mass count (as
-    an interval, see :class:`LemmseDetails`); the source image (summed share ≥ 0.5).
+    Diagnostics: ``patch_log_density = logsumexp(log N) - log(D·H·W)``; the paper's
+    ``patch_log_density_paper = logsumexp(-½‖·‖²/σ²)`` of the same residuals without constants;
+    the 99 %-mass count from the sorted cumulative sum (as intervals, see :class:`LemmseDetails`);
+    the source image of a single key (weight ≥ 0.5) and of an image (summed share ≥ 0.5).
     """
     D, c, h, w = train.shape
     count = y.shape[0]
@@ -354,6 +362,10 @@ def lemmse_details(train: np.ndarray, y: np.ndarray, A: np.ndarray, B: np.ndarra
 
     xhat = np.empty((count, hw, c))
     logp = np.empty((count, hw))
+    paper = np.empty((count, hw))
+    loose = np.empty((count, hw, 2), dtype=np.int64)
+    near = np.empty((count, hw), dtype=np.int64)
+    single_margin = np.empty((count, hw))
     srank = np.empty((count, hw), dtype=np.int64)
     mass = np.empty((count, hw, 2), dtype=np.int64)
     source = np.empty((count, hw), dtype=np.int64)
@@ -374,27 +386,35 @@ def lemmse_details(train: np.ndarray, y: np.ndarray, A: np.ndarray, B: np.ndarra
             every = bool(mask.all())
             sel = pos if every else pos[mask]
             if r == 0:
-                logn = np.zeros((D, sel.size))
+                logn = logits = np.zeros((D, sel.size))
             else:
                 zw = white_z[r][q] if every else white_z[r][q, mask]  # (S, r)
                 kw = white_keys[r] if every else white_keys[r][:, mask]  # (D, S, r)
                 diff = zw[None] - kw  # direct differences of the whitened vectors
-                logn = (-0.5 * np.sum(diff * diff, axis=2) / sk**2
-                        - 0.5 * r * np.log(2 * np.pi * sk**2) - 0.5 * (logpdet if every else logpdet[mask])[None])
+                logits = -0.5 * np.sum(diff * diff, axis=2) / sk**2
+                logn = logits - 0.5 * r * np.log(2 * np.pi * sk**2) - 0.5 * (logpdet if every else logpdet[mask])[None]
+            paper[k, q] = logsumexp(logits)
             lse = logsumexp(logn)
             wts = np.exp(logn - lse)  # (D, S)
             xhat[k, q] = np.tensordot(wts, centres[:, sel], axes=((0, 1), (0, 1)))
             logp[k, q] = lse - np.log(D * hw)
             srank[k, q] = r
-            cum = np.cumsum(np.sort(wts.ravel())[::-1])
-            mass[k, q, 0] = min(int(np.searchsorted(cum, 0.99 - 1e-9)) + 1, cum.size)
-            mass[k, q, 1] = min(int(np.searchsorted(cum, 0.99 + 1e-9)) + 1, cum.size)
+            ordered = np.sort(wts.ravel())[::-1]
+            cum = np.cumsum(ordered)
+            for out, eps in ((mass, 1e-9), (loose, 1e-5)):
+                out[k, q, 0] = min(int(np.searchsorted(cum, 0.99 - eps)) + 1, cum.size)
+                out[k, q, 1] = min(int(np.searchsorted(cum, 0.99 + eps)) + 1, cum.size)
+            with np.errstate(divide="ignore"):
+                logw = np.log(ordered)
+                ends = logw[[loose[k, q, 0] - 1, loose[k, q, 1] - 1]]
+            near[k, q] = int(np.sum((logw >= ends.min() - MASS_NEAR_LOG) & (logw <= ends.max() + MASS_NEAR_LOG)))
             share = wts.sum(axis=1)
             best = int(np.argmax(share))
             source[k, q] = best if share[best] >= 0.5 else -1
             margin[k, q] = abs(share[best] - 0.5)
             d1, s1 = np.unravel_index(int(np.argmax(wts)), wts.shape)
             single[k, q] = d1 if wts[d1, s1] >= 0.5 else -1
+            single_margin[k, q] = abs(wts[d1, s1] - 0.5)
             if keep_weights:
                 full = np.zeros((D, hw))
                 full[:, sel] = wts
@@ -402,9 +422,11 @@ def lemmse_details(train: np.ndarray, y: np.ndarray, A: np.ndarray, B: np.ndarra
     grid = (count, h, w)
     return LemmseDetails(
         xhat=xhat.transpose(0, 2, 1).reshape(count, c, h, w),
-        patch_log_density=logp.reshape(grid), stratum_rank=srank.reshape(grid),
-        mass99_bounds=mass.reshape(*grid, 2), source=source.reshape(grid),
-        source_margin=margin.reshape(grid), single_patch_source=single.reshape(grid), weights=kept,
+        patch_log_density=logp.reshape(grid), patch_log_density_paper=paper.reshape(grid),
+        stratum_rank=srank.reshape(grid), mass99_bounds=mass.reshape(*grid, 2),
+        mass99_bounds_loose=loose.reshape(*grid, 2), mass99_near=near.reshape(grid), source=source.reshape(grid),
+        source_margin=margin.reshape(grid), single_patch_source=single.reshape(grid),
+        single_patch_margin=single_margin.reshape(grid), weights=kept,
     )
 
 
@@ -418,13 +440,17 @@ def lemmse(train: np.ndarray, y: np.ndarray, A: np.ndarray, B: np.ndarray, patch
 # --------------------------------------------------------------------------------------------
 
 @_one_blas_thread
-def image_log_density(train: np.ndarray, y: np.ndarray, A: np.ndarray, sigma) -> np.ndarray:
-    """``log((1/D) Σ_d N(y; Ax_d, σ²I))`` per measurement, ``(n,)``."""
+def image_log_density(train: np.ndarray, y: np.ndarray, A: np.ndarray, sigma, *, paper: bool = False) -> np.ndarray:
+    """``log((1/D) Σ_d N(y; Ax_d, σ²I))`` per measurement, ``(n,)``; with ``paper=True`` the paper's
+    ``log Σ_d exp(-‖y - Ax_d‖²/2σ²)`` (no constants, no 1/D)."""
     keys = _flat(train) @ A.T
     n_dim = keys.shape[1]
     out = []
     for yk, sk in zip(_flat(y), _sigmas(sigma, y.shape[0])):
         residual = yk[None] - keys
-        logn = -0.5 * np.sum(residual * residual, axis=1) / sk**2 - 0.5 * n_dim * np.log(2 * np.pi * sk**2)
-        out.append(logsumexp(logn) - np.log(keys.shape[0]))
+        logits = -0.5 * np.sum(residual * residual, axis=1) / sk**2
+        if paper:
+            out.append(logsumexp(logits))
+        else:
+            out.append(logsumexp(logits - 0.5 * n_dim * np.log(2 * np.pi * sk**2)) - np.log(keys.shape[0]))
     return np.array(out)

@@ -77,19 +77,22 @@ def test_physics_aware_output_matches_python_api(files, task, extra):
 
 
 def test_diagnostics_file(files):
-    """--diagnostics writes an .npz with the four documented arrays, shapes and dtypes, equal
-    to the API's diagnostics."""
+    """--diagnostics writes an .npz with every documented array (lemmse.estimators.api.DIAGNOSTICS),
+    shapes and dtypes, equal to the API's diagnostics."""
+    from lemmse.estimators.api import DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES
+
     diag_path = files["dir"] / "diag.npz"
     assert main(base_argv(files, "--diagnostics", str(diag_path))) == 0
     n, _, h, w = np.load(files["y"]).shape
     with np.load(diag_path) as diag:
-        assert sorted(diag.files) == sorted(["patch_log_density", "image_log_density", "mass99", "source"])
-        expected = {"patch_log_density": ((n, h, w), np.float64), "image_log_density": ((n,), np.float64),
-                    "mass99": ((n, h, w), np.int64), "source": ((n, h, w), np.int64)}
+        ints = {"mass99", "source", "source_image"}
+        expected = {**{k: ((n, h, w), np.int64 if k in ints else np.float64) for k in DIAGNOSTIC_MAPS},
+                    **{k: ((n,), np.float64) for k in DIAGNOSTIC_SUMMARIES}}
+        assert sorted(diag.files) == sorted(expected)
         for key, (shape, dtype) in expected.items():
             assert diag[key].shape == shape and diag[key].dtype == dtype, key
         assert bool((diag["mass99"] >= 1).all()) and bool((diag["source"] >= -1).all())
-        assert bool((diag["source"] < 20).all())
+        assert bool((diag["source"] < 20).all()) and bool((diag["source_image"] < 20).all())
         api = estimate(torch.from_numpy(np.load(files["train"])), torch.from_numpy(np.load(files["y"])),
                        task="denoising", estimator="lemmse", sigma=0.1, patch=3, diagnostics=True).diagnostics
         for key in expected:

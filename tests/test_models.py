@@ -108,3 +108,39 @@ def test_unknown_architecture_and_option_are_refused():
         build_model("resnet", 1, 5, {"depth": 3})
     with pytest.raises(LemmseInputError, match="norm_groups"):
         build_model("unet", 1, 5, {"channels": (6, 12), "norm_groups": 4})
+
+
+@pytest.mark.parametrize("groups,channels", [(1, 4), (1, 8), (2, 4), (4, 16)])
+def test_pixel_group_norm_matches_its_formula(groups, channels):
+    """The fused channels-last kernel computes the docstring's per-pixel group statistics (float64)."""
+    torch.manual_seed(groups * channels)
+    norm = PixelGroupNorm(groups, channels).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 2.0)
+        norm.bias.uniform_(-1.0, 1.0)
+    h = 3.0 * torch.randn(2, channels, 5, 6, dtype=torch.float64) + 1.0
+    g = h.reshape(2, groups, channels // groups, 5, 6)
+    mean = g.mean(dim=2, keepdim=True)
+    var = ((g - mean) ** 2).mean(dim=2, keepdim=True)
+    expected = ((g - mean) / torch.sqrt(var + norm.eps)).reshape(h.shape)
+    expected = expected * norm.weight[:, None, None] + norm.bias[:, None, None]
+    torch.testing.assert_close(norm(h), expected, atol=1e-12, rtol=1e-12)
+
+
+def test_preconditioning_scales_the_input_and_skips_it_by_the_noise_it_expects():
+    """f(v, σ) = c_skip v + net(c_in v, σ): c_in = (s² + κσ²)^-1/2, c_skip = s²/(s² + κσ²), per sample."""
+    from lemmse.models.preconditioning import SIGNAL_SCALE, Preconditioned
+
+    net = _tiny("resnet", 5, channels=1, dtype=torch.float64)
+    wrapped = Preconditioned(net, 400.0).double().eval()
+    assert wrapped.patch == 5
+    v = torch.rand(3, 1, 8, 8, dtype=torch.float64)
+    sigma = torch.tensor([0.0, 0.05, 1.0], dtype=torch.float64)
+    total = SIGNAL_SCALE**2 + 400.0 * sigma**2
+    c_in, c_skip = (1.0 / torch.sqrt(total))[:, None, None, None], (SIGNAL_SCALE**2 / total)[:, None, None, None]
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(v, sigma), c_skip * v + net(c_in * v, sigma))
+        # σ = 0: the clean input passes through unchanged, plus the network's correction
+        torch.testing.assert_close(wrapped(v[:1], 0.0) - net(v[:1] / SIGNAL_SCALE, 0.0), v[:1])
+    with pytest.raises(ValueError, match="noise_gain"):
+        Preconditioned(net, 0.0)

@@ -143,6 +143,19 @@ def test_adjoint_is_the_dense_transpose(task, name, lam):
     torch.testing.assert_close(B.dense_matrix(c), _dense(B, c, h, w), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize(("task", "name", "lam"), CASES, ids=CASE_IDS)
+def test_noise_gain_is_the_mean_variance_of_B_applied_to_white_noise(task, name, lam):
+    """κ = ‖B‖_F²/(HW): from the dense matrix, and as the empirical variance of B e over draws."""
+    h, w = 6, 7
+    problem = make_problem(task, (h, w), **({"hole": 3} if task == "inpainting" else {}))
+    B = problem.preinverse(name, lam)
+    dense = _dense(B, 1, h, w)
+    kappa = float((dense**2).sum()) / (h * w)
+    assert B.noise_gain() == pytest.approx(kappa, rel=1e-12)
+    e = torch.randn(20000, 1, h, w, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    assert float(B(e).var(dim=0).mean()) == pytest.approx(kappa, rel=0.03)
+
+
 # --------------------------------------------------------------------------- pseudo-inverse
 
 

@@ -1,7 +1,8 @@
 """The workflow config: schema (descriptions, defaults, unknown keys) and semantic checks.
 
 Every bad config fails in :func:`lemmse.sweep.load_config` with the offending key named, before
-any job exists; the shipped configs validate (the paper's one up to its missing data files).
+any job exists; the shipped configs validate and plan, the paper's one with none of its data
+sets on disk (their files are checked by the dataset rule, :func:`check_dataset_files`).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import yaml
 
 from lemmse.errors import LemmseInputError
-from lemmse.sweep import SCHEMA_PATH, load_config, make_plan
+from lemmse.sweep import SCHEMA_PATH, check_dataset_files, load_config, make_plan
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "test_tiny.yaml"
@@ -61,10 +62,34 @@ def test_default_config_has_every_ablation_of_the_issue():
     assert "tikhonov" in kinds
 
 
-def test_paper_config_only_lacks_its_data_files():
-    """paper.yaml is schema-valid; the first semantic error is the missing FFHQ/CIFAR/FashionMNIST folder."""
-    with pytest.raises(LemmseInputError, match=r"config key datasets\.(ffhq|cifar10|fashion_mnist)"):
-        load_config(REPO / "config" / "paper.yaml")
+def test_paper_config_plans_without_its_data_files(tmp_path, monkeypatch):
+    """No data set on disk: the config still validates and plans (sizes from the options)."""
+    monkeypatch.chdir(tmp_path)  # the relative roots data/... do not exist here
+    config = load_config(REPO / "config" / "paper.yaml")
+    plan = make_plan(config)
+    assert plan.datasets["ffhq"]["resolution"] == 32 and plan.datasets["ffhq64"]["resolution"] == 64
+    assert plan.datasets["cifar10"]["channels"] == 3 and plan.datasets["fashion_mnist"]["channels"] == 1
+    assert len(plan.networks) == 78 and len(plan.analytics) == 55
+
+
+@pytest.mark.parametrize("entry,key,path", [
+    ({"root": "/nonexistent/fmnist"}, "datasets.fashion_mnist.root", "/nonexistent/fmnist"),
+    ({}, "datasets.fashion_mnist.root", None),
+], ids=["missing-root", "unset-root"])
+def test_dataset_rule_check_names_the_key_and_the_path(tiny, entry, key, path):
+    config = _broken(tiny, lambda c: c["datasets"].update(fashion_mnist=entry))
+    config = load_config(config)  # planning works: files are not looked at
+    with pytest.raises(LemmseInputError) as err:
+        check_dataset_files(config, "fashion_mnist")
+    assert key in str(err.value) and (path is None or path in str(err.value)), err.value
+
+
+def test_dataset_rule_check_runs_the_source_check_on_existing_files(tiny, tmp_path):
+    """The root exists but holds no idx files: the source's own check fails, naming the data set."""
+    config = load_config(_broken(tiny, lambda c: c["datasets"].update(fashion_mnist={"root": str(tmp_path)})))
+    with pytest.raises(LemmseInputError, match=r"config key datasets\.fashion_mnist: "):
+        check_dataset_files(config, "fashion_mnist")
+    assert check_dataset_files(config, "digits") == ("digits", tiny["datasets"]["digits"])
 
 
 def _broken(tiny: dict, edit) -> dict:
@@ -81,8 +106,8 @@ BAD = {
     "sigma negative": (lambda c: c["measurements"].update(sigmas=[0.1, -1.0]), "measurements.sigmas.1"),
     "even patch": (lambda c: c["studies"]["patch_size"].update(patches=[3, 4]), "studies.patch_size.patches"),
     "patch larger than image": (lambda c: c["studies"]["patch_size"].update(patches=[17]), "studies.patch_size.patches"),
-    "missing dataset path": (lambda c: c["datasets"].update(fashion_mnist={"root": "/nonexistent/fmnist"}),
-                             "datasets.fashion_mnist"),
+    "bad dataset option type": (lambda c: c["datasets"].update(fashion_mnist={"root": "x", "train_size": "many"}),
+                                "datasets.fashion_mnist"),
     "unknown dataset": (lambda c: c["datasets"].update(mnist={}), "datasets.mnist"),
     "study on unconfigured dataset": (lambda c: c["studies"]["noise"].update(datasets=["photos"]),
                                       "studies.noise.datasets"),
@@ -97,6 +122,11 @@ BAD = {
                                    "studies.noise.train_sizes"),
     "sigma range reversed": (lambda c: c["training"].update(sigma_min=0.5, sigma_max=0.2), "training.sigma_min"),
     "n_eval above the split": (lambda c: c["measurements"].update(n_eval=9), "measurements.n_eval"),
+    "n_eval above a study's N": (lambda c: c["studies"]["noise"].update(train_sizes=[1]), "studies.noise.train_sizes"),
+    "steps and epochs": (lambda c: c["training"].update(steps=10, epochs=2), "training"),
+    "log-uniform from zero": (lambda c: c["training"].update(sigma_min=0.0, sigma_sampling="log-uniform"),
+                              "training.sigma_min"),
+    "unknown sigma sampling": (lambda c: c["training"].update(sigma_sampling="gamma"), "training.sigma_sampling"),
     "eval set of another shape": (lambda c: c["datasets"].update(faces={"resolution": 12}), "studies.ood.eval_datasets"),
 }
 
@@ -121,3 +151,42 @@ def test_plan_records_are_deduplicated_and_paths_are_structured(tiny):
     # shards tile the (image, sigma) grid of every store
     for a in plan.analytics:
         assert plan.shards(a) == [(0, 0), (0, 1)]
+
+
+def test_epochs_set_each_networks_steps_from_its_training_set_size():
+    """steps = ceil(epochs · N / batch): the paper's dataset-size study trains small N for fewer steps."""
+    from lemmse.sweep import DEFAULT_STEPS, training_steps
+
+    assert training_steps({"epochs": 600, "batch_size": 256, "steps": None}, 100) == 235  # 600·100/256 = 234.4
+    assert training_steps({"epochs": 600, "batch_size": 256, "steps": None}, 50000) == 117188
+    assert training_steps({"epochs": 0.001, "batch_size": 256, "steps": None}, 10) == 1
+    assert training_steps({"epochs": None, "batch_size": 32, "steps": 77}, 10**6) == 77
+    assert training_steps({"epochs": None, "batch_size": 32, "steps": None}, 5) == DEFAULT_STEPS
+
+
+def test_training_config_carries_the_configured_budget(tiny):
+    from lemmse.sweep import training_config
+
+    config = copy.deepcopy(tiny)
+    config["training"].update(steps=None, epochs=4, weight_decay=1e-4, ema_every=3,
+                              sigma_min=0.01, sigma_sampling="log-uniform")
+    config = load_config(config)
+    tc = training_config(config, "denoising", "identity", "resnet", 3, 40)
+    assert (tc.steps, tc.weight_decay, tc.ema_every, tc.sigma_sampling) == (
+        -(-4 * 40 // config["training"]["batch_size"]), 1e-4, 3, "log-uniform")
+    assert tc.sigma_spec == "0.01-1log"
+
+
+def test_diagnostics_only_for_stores_a_figure_or_claim_reads():
+    """Plan.wants_diagnostics on the default config: in-distribution LE-MMSE study stores only."""
+    plan = make_plan(load_config(REPO / "config" / "config.yaml"))
+    wanted = {a for a in plan.analytics if plan.wants_diagnostics(a)}
+    study_stores = {c.analytic for c in plan.comparisons}
+    assert wanted == {a for a in study_stores if plan.kind(a) == "lemmse" and a.eval_dataset == a.dataset}
+    assert wanted, "the default config must compute diagnostics somewhere (Fig. 6, 17, 20-23)"
+    kinds = {plan.kind(a) for a in plan.analytics if not plan.wants_diagnostics(a)}
+    assert {"mmse", "emmse", "smoothed"} <= kinds  # never for these estimators
+    ood = [a for a in plan.analytics if a.eval_dataset != a.dataset]
+    assert ood and not any(plan.wants_diagnostics(a) for a in ood)
+    memo_only = [a for a in plan.memorisation if plan.kind(a) == "lemmse" and a not in study_stores]
+    assert memo_only and not any(plan.wants_diagnostics(a) for a in memo_only)

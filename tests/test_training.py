@@ -107,6 +107,18 @@ def test_sample_stream_does_not_depend_on_batch_size():
     assert sorted(epoch.tolist()) == list(range(7))
 
 
+def test_log_uniform_sigma_is_the_uniform_draw_mapped_to_a_log_scale():
+    """Same u_t as the uniform stream, σ = σ_min (σ_max/σ_min)^u: half the draws fall below √(σ_min σ_max)."""
+    uniform = SampleStream(7, (1, 4, 4), 4000, 0.0, 1.0, seed=5).batch(1)
+    logu = SampleStream(7, (1, 4, 4), 4000, 0.01, 1.0, seed=5, sampling="log-uniform").batch(1)
+    u = uniform[1].double()
+    torch.testing.assert_close(logu[1].double(), 0.01 * 100.0**u, rtol=1e-6, atol=0)
+    assert torch.equal(logu[0], uniform[0]) and torch.equal(logu[2], uniform[2])  # same images and noise
+    assert abs(float((logu[1] < 0.1).double().mean()) - 0.5) < 0.03
+    with pytest.raises(ValueError, match="sigma_min > 0"):
+        SampleStream(7, (1, 4, 4), 4, 0.0, 1.0, seed=5, sampling="log-uniform")
+
+
 def test_resume_refuses_another_config_and_fresh_run_refuses_to_overwrite(tmp_path):
     images = _images()
     train(tmp_path, _tiny_config("resnet", steps=5), images)

@@ -29,7 +29,6 @@ DEFAULT_KEY_BLOCK = 4096
 DEFAULT_QUERY_BLOCK = 256
 #: Defaults of the flags only the smoothed estimator takes (``None`` on the parser = not given).
 SMOOTHED_DEFAULTS = {"smoothing": 0.0, "samples": 1, "seed": 0}
-DIAGNOSTIC_KEYS = ("patch_log_density", "image_log_density", "mass99", "source")
 
 DESCRIPTION = """\
 Compute a closed-form estimate x̂(y) of the clean images behind the measurements in Y.
@@ -74,12 +73,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                            "--dtype. Written atomically; an existing file is replaced only on success.")
     data.add_argument("--diagnostics", type=Path, metavar="DIAG.npz", default=None,
                       help="optional, --estimator lemmse only. Also write an .npz with the LE-MMSE "
-                           "diagnostics: patch_log_density (n, H, W) float64 (log p of each measured patch, "
-                           "Gaussian constants included), image_log_density (n,) float64 (log of the "
-                           "training Gaussian mixture at y), mass99 (n, H, W) int64 (fewest training "
-                           "patches holding 99%% of the weight), source (n, H, W) int64 (training image "
-                           "whose patches hold >= 50%% of the weight, else -1). Costs a few extra "
-                           "passes over the training set. Default: not written.")
+                           "diagnostics (lemmse.estimators.api.DIAGNOSTICS): patch_log_density_paper (n, H, W) "
+                           "float64 (the paper's convention: log-sum-exp of the logits, no constants), "
+                           "patch_log_density (n, H, W) float64 (normalised, Gaussian constants included), "
+                           "image_log_density_paper and image_log_density (n,) float64 (same two conventions "
+                           "for the whole image), mass99 (n, H, W) int64 (fewest training patches holding 99%% "
+                           "of the weight), mass99_observed_mean / _median (n,) float64 (over pixels whose "
+                           "patch is not fully hidden), source (n, H, W) int64 (training image owning one "
+                           "patch with >= 50%% of the weight, else -1), source_image (n, H, W) int64 (image "
+                           "whose patches together hold >= 50%%, else -1). Costs one extra pass over the "
+                           "training set. Default: not written.")
 
     model = p.add_argument_group("forward model")
     model.add_argument("--task", required=True, choices=TASKS,
@@ -220,7 +223,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     with atomic_outputs() as stage:
         stage(args.out, lambda f: np.save(f, xhat, allow_pickle=False))
         if args.diagnostics is not None:
-            diag = {key: result.diagnostics[key].detach().cpu().numpy() for key in DIAGNOSTIC_KEYS}
+            from lemmse.estimators.api import DIAGNOSTICS
+
+            diag = {key: result.diagnostics[key].detach().cpu().numpy() for key in DIAGNOSTICS}
             stage(args.diagnostics, lambda f: np.savez(f, **diag))
     log.info("wrote %s%s", args.out, f" and {args.diagnostics}" if args.diagnostics else "")
     return 0

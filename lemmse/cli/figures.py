@@ -55,13 +55,20 @@ def run_make(args: argparse.Namespace) -> int:
 
 
 def run_claims(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from lemmse.claims import compute_claims, write_claims
     from lemmse.figures.inputs import read_table
 
     config, label = _config(args.config)
-    table = compute_claims(read_table(args.tables, "metrics"), read_table(args.tables, "analytic"),
-                           variance=_variance_args(args.variance))
-    write_claims(table, args.out_md, args.out_csv, config_label=args.label or label or "unnamed", config=config)
+    extra = {name: pd.read_parquet(args.tables / f"{name}.parquet") for name in ("netpairs", "estimator_pairs",
+                                                                                  "memorisation")
+             if (args.tables / f"{name}.parquet").is_file()}
+    metrics = read_table(args.tables, "metrics")
+    table = compute_claims(metrics, read_table(args.tables, "analytic"),
+                           variance=_variance_args(args.variance), preinverses=config.get("preinverses"), **extra)
+    write_claims(table, args.out_md, args.out_csv, config_label=args.label or label or "unnamed", config=config,
+                 metrics=metrics)
     return 0
 
 
@@ -113,7 +120,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
     claims = sub.add_parser("claims", help="check the paper's claims on the tables", formatter_class=HelpFormatter,
                             description="Write the claims table (claim, where, statistic, value, verdict).")
-    claims.add_argument("--tables", required=True, type=Path, metavar="DIR", help="folder with metrics and analytic tables")
+    claims.add_argument("--tables", required=True, type=Path, metavar="DIR",
+                        help="folder with the metrics and analytic tables (and, when present, netpairs, "
+                             "estimator_pairs and memorisation .parquet)")
     claims.add_argument("--out-md", required=True, type=Path, metavar="MD", help="Markdown report")
     claims.add_argument("--out-csv", required=True, type=Path, metavar="CSV", help="CSV table")
     claims.add_argument("--config", type=Path, metavar="CONFIG.yaml", help="the configuration, stated in the report")

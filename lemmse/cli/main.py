@@ -1,4 +1,5 @@
-"""The ``lemmse`` command: ``estimate``, ``data``, ``train``, ``infer``, ``bench`` subcommands.
+"""The ``lemmse`` command: ``estimate``, ``data``, ``train``, ``infer``, ``plan``, ``bench``, ``bench-train``
+subcommands.
 
 Every input problem ends the same way: one line ``lemmse: error: <message>`` on stderr, exit
 status 2, no traceback, nothing written. ``--help`` of each subcommand documents every flag.
@@ -12,6 +13,7 @@ from lemmse.cli import data as data_cmd
 from lemmse.cli import estimate as estimate_cmd
 from lemmse.cli import figures as figures_cmd
 from lemmse.cli import infer as infer_cmd
+from lemmse.cli import plan as plan_cmd
 from lemmse.cli import results as results_cmd
 from lemmse.cli import train as train_cmd
 from lemmse.cli.common import (EXIT_FAILURE, EXIT_USAGE, PROG, ArgumentParser, HelpFormatter,
@@ -29,7 +31,7 @@ Run `lemmse COMMAND --help` for the flags of a command.
 
 def build_parser() -> ArgumentParser:
     """The top-level parser with its subcommands (importing no torch: ``--help`` stays fast)."""
-    from lemmse import bench
+    from lemmse import bench, bench_training
 
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -39,7 +41,9 @@ def build_parser() -> ArgumentParser:
     infer_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
     results_cmd.add_parser(sub)
+    plan_cmd.add_parser(sub)
     bench.add_parser(sub)
+    bench_training.add_parser(sub)
     figures_cmd.add_parser(sub)
     return parser
 

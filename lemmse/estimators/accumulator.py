@@ -10,9 +10,15 @@ softmax-weighted average of the values and ``log Σ_k e^{l_{qk}} = m_q + log S_{
 
 Logits always arrive in float64 (they are computed exactly there); the exponentials and value
 sums use ``dtype`` (float32 by default, where ``e^{l-m}`` with ``l - m ∈ [-30, 0]`` has relative
-error ~1e-7). It also tracks, on request, which *owner* (training image) holds the largest share
-of each query's weight: keys come in whole images, ``group`` consecutive keys per image, so the
-share of every image is final once its block has been seen and only the best one is kept.
+error ~1e-7). On request (``track_owner``) it also tracks, per query, the owners (training
+images) behind the paper's patchwork map (§D.5): keys come in whole images, ``group``
+consecutive keys per image (key ``j`` of a block belongs to image ``first_owner + j // group``).
+
+* the **key owner**: the image of the single key with the largest logit; its share of the
+  weight is ``e^{max - log Z}`` (:meth:`key_owner`);
+* the **image owner**: the image whose keys *together* hold the largest share (the share of
+  every image is final once its block has been seen, so only the best one is kept;
+  :meth:`image_owner`).
 
 Shifted logits are clamped from below at ``log(tiny)`` of ``dtype`` (about -87 in float32)
 before the exponential: a weight below the smallest normal number changes no sum (it is at
@@ -49,6 +55,7 @@ class StreamingSoftmax:
         if track_owner:
             self.owner_weight = torch.zeros(n_queries, dtype=dtype, device=device)
             self.owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
+            self.key_owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
 
     def update(self, rows: slice, logits: torch.Tensor, values: torch.Tensor | ValueFn,
                *, first_owner: int = 0, group: int = 1) -> None:
@@ -59,6 +66,8 @@ class StreamingSoftmax:
         weights to their ``(q, V)`` weighted value sums.
         """
         old = self.max[rows]
+        if self.track_owner:
+            self._track_key_owner(rows, logits, first_owner, group)
         new = torch.maximum(old, logits.amax(dim=1))
         # rows where every logit is -inf so far keep a zero state: shift by 0 instead of -inf
         shift = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
@@ -84,6 +93,13 @@ class StreamingSoftmax:
             self.owner_index[rows] = torch.where(better, arg + first_owner, self.owner_index[rows])
         self.max[rows] = new
 
+    def _track_key_owner(self, rows: slice, logits: torch.Tensor, first_owner: int, group: int) -> None:
+        """Keep the image of the largest logit seen so far (first one on exact ties)."""
+        block_max, arg = logits.max(dim=1)
+        better = block_max > self.max[rows]
+        self.key_owner_index[rows] = torch.where(better, torch.div(arg, group, rounding_mode="floor") + first_owner,
+                                                 self.key_owner_index[rows])
+
     def _weights_buffer(self, shape: torch.Size) -> torch.Tensor:
         """A reusable ``shape`` tensor in ``dtype`` (no allocation or page faults per tile)."""
         size = shape[0] * shape[1]
@@ -99,7 +115,15 @@ class StreamingSoftmax:
         """``log Σ_k e^{l_k}`` per query, float64."""
         return self.max + torch.log(self.sums[:, self.value_dim].to(torch.float64))
 
-    def owner(self, threshold: float = 0.5) -> torch.Tensor:
-        """Index of the owner holding at least ``threshold`` of the weight, else -1."""
+    def key_owner(self, threshold: float = 0.5) -> torch.Tensor:
+        """Image of the single key holding at least ``threshold`` of the weight, else -1.
+
+        The share of the top key is ``e^{max - log Z} = 1 / S`` with ``S`` the normaliser sum
+        (the top key's shifted weight is ``e^0 = 1``)."""
+        share = 1.0 / self.sums[:, self.value_dim].to(torch.float64)
+        return torch.where(share >= threshold, self.key_owner_index, torch.full_like(self.key_owner_index, -1))
+
+    def image_owner(self, threshold: float = 0.5) -> torch.Tensor:
+        """Image whose keys together hold at least ``threshold`` of the weight, else -1."""
         share = self.owner_weight / self.sums[:, self.value_dim]
         return torch.where(share >= threshold, self.owner_index, torch.full_like(self.owner_index, -1))

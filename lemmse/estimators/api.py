@@ -20,15 +20,36 @@ ESTIMATORS = ("mmse", "emmse", "lemmse", "smoothed")
 DEFAULT_MAX_MEMORY = 2**30
 
 
+#: Names of the LE-MMSE diagnostics, per measurement (MATH.md "Diagnostics";
+#: :mod:`lemmse.estimators.lemmse` computes them): maps ``(n, H, W)`` and summaries ``(n,)``.
+DIAGNOSTIC_MAPS = ("patch_log_density_paper", "patch_log_density", "mass99", "source", "source_image")
+DIAGNOSTIC_SUMMARIES = ("image_log_density_paper", "image_log_density", "mass99_observed_mean",
+                        "mass99_observed_median")
+DIAGNOSTICS = DIAGNOSTIC_MAPS + DIAGNOSTIC_SUMMARIES
+
+
 @dataclass
 class EstimateResult:
     """Estimator output and, when requested, the LE-MMSE diagnostics.
 
-    ``xhat`` has the shape of ``y``. ``diagnostics`` (LE-MMSE only, on request) holds
-    ``patch_log_density`` ``(n, H, W)`` float64 — ``log p_{n'}(y)`` with its Gaussian constants;
-    ``image_log_density`` ``(n,)`` float64 — ``log (1/D) Σ_d N(y; A x_d, σ² I)``;
-    ``mass99`` ``(n, H, W)`` int64 — patches holding 99 % of the weight; ``source`` ``(n, H, W)``
-    int64 — training image owning ≥ 50 % of the weight at the pixel, else -1.
+    ``xhat`` has the shape of ``y``. ``diagnostics`` (LE-MMSE only, on request) holds, for each
+    measurement (names in :data:`DIAGNOSTICS`):
+
+    * ``patch_log_density_paper`` ``(n, H, W)`` float64 — the paper's convention
+      ``s_{n'} = log Σ_{d,n} exp(-½‖Q_{n'}By - Q_nBAx_d‖²_{Σ⁺}/σ²)`` (no Gaussian constants, no
+      ``1/(D·H·W)``): what Fig. 6 and 17 plot;
+    * ``patch_log_density`` ``(n, H, W)`` float64 — the normalised density
+      ``log (1/(D·H·W)) Σ_{d,n} N(Q_{n'}y; Q_nAx_d, σ²Q_nQ_nᵀ)`` (constants included);
+    * ``image_log_density_paper`` ``(n,)`` float64 — ``log Σ_d exp(-‖y - Ax_d‖²/2σ²)``;
+    * ``image_log_density`` ``(n,)`` float64 — ``log (1/D) Σ_d N(y; A x_d, σ² I)``;
+    * ``mass99`` ``(n, H, W)`` int64 — fewest training patches holding 99 % of the weight
+      (an upper bound, exact up to the bound of :mod:`lemmse.estimators.mass`);
+    * ``mass99_observed_mean``, ``mass99_observed_median`` ``(n,)`` float64 — its mean and median
+      over the observed pixels (stratum rank > 0; every pixel for B = I);
+    * ``source`` ``(n, H, W)`` int64 — the training image owning a single patch with ≥ 50 % of
+      the weight at the pixel, else -1 (paper §D.5);
+    * ``source_image`` ``(n, H, W)`` int64 — the training image whose patches together hold
+      ≥ 50 % of the weight, else -1.
     """
 
     xhat: torch.Tensor

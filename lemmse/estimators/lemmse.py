@@ -7,8 +7,24 @@ all ``D·H·W`` training patches (only those of the query's stratum in case 2):
           w_{n',(d,n)} \propto \mathcal N(Q_{n'} y;\ Q_n A x_d,\ σ^2 Q_n Q_nᵀ).
 
 Queries are the patches of every measurement at once; training images stream through in blocks
-and every stratum's accumulator is updated from the same block. Diagnostics come from the same
-pass (densities, source map) plus, for the 99 %-mass count, a few refinement passes.
+and every stratum's accumulator is updated from the same block.
+
+Diagnostics (MATH.md "Diagnostics"; names in :data:`~lemmse.estimators.api.DIAGNOSTICS`). The
+densities and source maps come free from the estimate pass; the 99 %-mass count takes exactly
+ONE more pass (:class:`~lemmse.estimators.mass.MassCounter`). With ``l`` the logits
+``-½‖q - k‖²_{Σ⁺}/σ²`` of a query's stratum:
+
+* ``patch_log_density_paper`` ``s_{n'} = log Σ_{d,n} e^{l}`` — the paper's convention (no
+  Gaussian constants, no ``1/(D·H·W)``); a rank-0 query gets ``log(D·S₀)``;
+* ``patch_log_density`` ``= s_{n'} - log(D·H·W) - (r/2) log(2πσ²) - ½ log|Σ|₊``, the normalised
+  patch density (rank ``r`` and pseudo-determinant of the query's stratum);
+* ``image_log_density_paper`` ``log Σ_d e^{-‖y - Ax_d‖²/2σ²}`` and ``image_log_density``
+  ``= that - log D - (CHW/2) log(2πσ²)``;
+* ``mass99`` per pixel; ``mass99_observed_mean`` / ``mass99_observed_median`` its mean and
+  median over the *observed* pixels (stratum rank > 0; every pixel when no stratum has rank 0;
+  NaN if none is observed): at rank-0 pixels the count is ``⌈0.99·D·S₀⌉`` by construction;
+* ``source`` the training image owning a single key (patch) with ≥ 50 % of the weight, else -1
+  (paper §D.5); ``source_image`` the image whose keys together hold ≥ 50 %, else -1.
 """
 from __future__ import annotations
 
@@ -22,17 +38,19 @@ from lemmse.errors import LemmseInputError
 from lemmse.estimators.accumulator import StreamingSoftmax
 from lemmse.estimators.api import EstimateResult, StreamOptions
 from lemmse.estimators.features import PatchFeatures, Stratum
-from lemmse.estimators.mass import MassCounter
+from lemmse.estimators.mass import MASS_BINS, MassCounter
 from lemmse.estimators.stream import (KeyBlock, attend, augmented_queries, images_per_block,
                                       training_blocks, with_ones)
 from lemmse.operators import InverseProblem
 from lemmse.operators.linear_maps import CircularLinearMap
 
+#: Passes over the training set the diagnostics add to the estimate's one (the 99 %-mass
+#: histogram; densities and source maps come from the estimate's own pass). Read by lemmse.cost.
+MASS_PASSES = 1
+
 log = logging.getLogger(__name__)
 
 MASS_FRACTION = 0.99
-MASS_BINS = 1024
-MASS_PASSES = 2
 
 
 @dataclass
@@ -60,7 +78,7 @@ def lemmse(train: torch.Tensor, y: torch.Tensor, problem: InverseProblem, B: Cir
     feat_dim = max(s.rank for s in features.strata) + 1
     per_image = h * w * (16 * feat_dim + 8 * (channels + 4))
     if diagnostics:
-        per_image += h * w * 16 * (MASS_BINS + 2)
+        per_image += h * w * 16 * (MASS_BINS + 1)
     chunk = max(1, opts.max_memory // (2 * per_image))
     log.info("LE-MMSE case %d, P=%d, %d strata, %d measurements in chunks of %d",
              case, patch, len(features.strata), y.shape[0], chunk)
@@ -99,24 +117,36 @@ def _lemmse_chunk(train, y, problem, B, features: PatchFeatures, sigma, opts: St
         return EstimateResult(xhat)
 
     n_keys = train.shape[0] * h * w
-    density = torch.empty(n, h * w, dtype=torch.float64, device=dev)
-    source = torch.empty(n, h * w, dtype=torch.long, device=dev)
+    grid = (n, h * w)
+    paper = torch.empty(grid, dtype=torch.float64, device=dev)
+    density = torch.empty(grid, dtype=torch.float64, device=dev)
+    source = torch.empty(grid, dtype=torch.long, device=dev)
+    source_image = torch.empty(grid, dtype=torch.long, device=dev)
+    observed = torch.zeros(h * w, dtype=torch.bool, device=dev)
     for g, acc in zip(groups, accs):
-        rank, var = g.stratum.rank, 1.0 / g.inv_var
-        logp = (acc.log_normaliser() - 0.5 * (g.features**2).sum(dim=1) * g.inv_var - math.log(n_keys)
-                - 0.5 * rank * torch.log(2 * math.pi * var) - 0.5 * g.stratum.log_pdet)
-        density[:, g.stratum.positions] = logp.reshape(n, -1)
-        source[:, g.stratum.positions] = acc.owner(0.5).reshape(n, -1)
+        pos = g.stratum.positions
+        s = acc.log_normaliser() - 0.5 * (g.features**2).sum(dim=1) * g.inv_var
+        logp = (s - math.log(n_keys) - 0.5 * g.stratum.rank * torch.log(2 * math.pi / g.inv_var)
+                - 0.5 * g.stratum.log_pdet)
+        paper[:, pos] = s.reshape(n, -1)
+        density[:, pos] = logp.reshape(n, -1)
+        source[:, pos] = acc.key_owner(0.5).reshape(n, -1)
+        source_image[:, pos] = acc.image_owner(0.5).reshape(n, -1)
+        observed[pos] = g.stratum.rank > 0
     mass = _mass_counts(train, problem, B, features, groups, accs, opts)
+    kept = mass[:, observed].to(torch.float64)
+    if kept.shape[1]:
+        mass_mean, mass_median = kept.mean(dim=1), kept.quantile(0.5, dim=1)
+    else:
+        mass_mean = mass_median = torch.full((n,), math.nan, dtype=torch.float64, device=dev)
+    image_paper = image_acc.log_normaliser() - 0.5 * (y64.reshape(n, -1) ** 2).sum(dim=1) * inv_var
     n_pix = channels * h * w
-    image_density = (image_acc.log_normaliser() - 0.5 * (y64.reshape(n, -1) ** 2).sum(dim=1) * inv_var
-                     - math.log(train.shape[0]) - 0.5 * n_pix * torch.log(2 * math.pi / inv_var))
-    diag = {
-        "patch_log_density": density.reshape(n, h, w).cpu(),
-        "image_log_density": image_density.cpu(),
-        "mass99": mass.reshape(n, h, w).cpu(),
-        "source": source.reshape(n, h, w).cpu(),
-    }
+    image_density = image_paper - math.log(train.shape[0]) - 0.5 * n_pix * torch.log(2 * math.pi / inv_var)
+    maps = {"patch_log_density_paper": paper, "patch_log_density": density, "mass99": mass, "source": source,
+            "source_image": source_image}
+    diag = {name: value.reshape(n, h, w).cpu() for name, value in maps.items()}
+    diag.update({"image_log_density_paper": image_paper.cpu(), "image_log_density": image_density.cpu(),
+                 "mass99_observed_mean": mass_mean.cpu(), "mass99_observed_median": mass_median.cpu()})
     return EstimateResult(xhat, diag)
 
 
@@ -143,24 +173,12 @@ def _stream(train, problem, B, features: PatchFeatures, groups, consumers, opts:
 
 
 def _mass_counts(train, problem, B, features, groups, accs, opts) -> torch.Tensor:
-    """99 %-mass counts per query via :class:`MassCounter` refinement passes."""
-    n_keys_per_image = {id(g): len(g.stratum.positions) for g in groups}
-    counters = [MassCounter(acc.max, acc.log_normaliser(), train.shape[0] * n_keys_per_image[id(g)],
-                            MASS_FRACTION, MASS_BINS) for g, acc in zip(groups, accs)]
-    for level in range(MASS_PASSES):
-        active = [c if not c.done else None for c in counters]
-        if all(c is None for c in active):
-            break
-        for c in active:
-            if c is not None:
-                c.start_pass()
-        _stream(train, problem, B, features, groups, active, opts, desc=f"mass pass {level + 1}")
-        for c in active:
-            if c is not None:
-                c.finish_pass(last=level == MASS_PASSES - 1)
-    n = next(iter(groups)).features.shape[0] // len(groups[0].stratum.positions)
-    h_w = sum(len(g.stratum.positions) for g in groups)
-    out = torch.empty(n, h_w, dtype=torch.long, device=opts.device)
+    """99 %-mass counts ``(n, H·W)`` from ONE more pass over the training set (:class:`MassCounter`)."""
+    counters = [MassCounter(acc.max, acc.log_normaliser(), train.shape[0] * len(g.stratum.positions), MASS_FRACTION)
+                for g, acc in zip(groups, accs)]
+    _stream(train, problem, B, features, groups, counters, opts, desc="99 % mass")
+    n = groups[0].features.shape[0] // len(groups[0].stratum.positions)
+    out = torch.empty(n, sum(len(g.stratum.positions) for g in groups), dtype=torch.long, device=opts.device)
     for g, c in zip(groups, counters):
-        out[:, g.stratum.positions] = c.count.reshape(n, -1)
+        out[:, g.stratum.positions] = c.counts().reshape(n, -1)
     return out

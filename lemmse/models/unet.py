@@ -49,7 +49,7 @@ class UNetOptions:
 
     channels: tuple[int, ...] = (16, 32)
     layers_per_block: int = 1
-    norm_groups: int = 4
+    norm_groups: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))

@@ -38,6 +38,14 @@ class CircularLinearMap(torch.nn.Module):
         basis = torch.eye(n, dtype=torch.float64, device=self._grid.device).reshape(n, channels, h, w)
         return self(basis).reshape(n, n).T.contiguous()
 
+    def noise_gain(self) -> float:
+        r"""Mean per-pixel variance of ``B e`` for white unit noise ``e``: ``‖B‖_F² / (H·W)`` per channel.
+
+        Generic (dense, small images); the subclasses compute it from their spectrum or weights.
+        """
+        h, w = self.shape_hw
+        return float((self.dense_matrix(1) ** 2).sum()) / (h * w)
+
 
 class CircularConvolution(CircularLinearMap):
     r"""Circular convolution with spectrum ``\\hat b`` (complex128, shape ``(H, W)``)."""
@@ -75,6 +83,10 @@ class CircularConvolution(CircularLinearMap):
     def adjoint(self, v: torch.Tensor) -> torch.Tensor:
         return self._apply_spectrum(v, self.spectrum.conj())
 
+    def noise_gain(self) -> float:
+        r"""``‖B‖_F²/(H·W) = mean_ω |\\hat b(ω)|²`` (Parseval)."""
+        return float((self.spectrum.abs() ** 2).mean())
+
     def kept_frequencies(self) -> torch.Tensor:
         """Boolean ``(H, W)``: frequencies where ``|\\hat b|`` is not numerically zero (``Im Bᵀ``)."""
         mag2 = self.spectrum.abs() ** 2
@@ -103,6 +115,10 @@ class PixelWeights(CircularLinearMap):
         return (v.to(torch.float64) * self.weights).to(v.dtype)
 
     adjoint = forward
+
+    def noise_gain(self) -> float:
+        """``‖B‖_F²/(H·W) = mean_n b_n²``."""
+        return float((self.weights ** 2).mean())
 
     def support(self) -> torch.Tensor:
         """Boolean ``(H, W)``: pixels with a non-zero weight. Decided from the weights, never from data."""

@@ -2,7 +2,7 @@
 
 Keys (all plain Python / tensors, loadable with ``torch.load(..., weights_only=True)``):
 
-``format``      ``"lemmse.train/1"``
+``format``      ``"lemmse.train/2"``
 ``config``      the resolved config (the dict in ``training_options.json``)
 ``step``        optimiser steps done
 ``model``       network ``state_dict`` (the raw, last-step weights)

@@ -21,18 +21,21 @@ import numpy as np
 from lemmse.errors import LemmseInputError
 from lemmse.models import options_dict, resolve_options, validate_patch
 from lemmse.operators import make_problem
+from lemmse.training.sampling import SIGMA_SAMPLINGS
 
 #: Version of the resolved-config / checkpoint layout.
-FORMAT = "lemmse.train/1"
+FORMAT = "lemmse.train/2"  # 2: the network is wrapped in ScaledInput
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that determines a training run (devices and logging aside).
 
-    σ is fixed when ``sigma_min == sigma_max``, otherwise drawn uniformly from
-    ``[sigma_min, sigma_max]`` per sample (the paper: a noise-conditioned network over [0, 1]).
-    The learning rate follows a cosine from ``lr`` at step 1 to ``lr_min`` at ``steps``. EMA
+    σ is fixed when ``sigma_min == sigma_max``, otherwise drawn per sample from
+    ``[sigma_min, sigma_max]``, uniformly (the paper: a noise-conditioned network over [0, 1]) or
+    log-uniformly (``sigma_sampling``, :mod:`lemmse.training.sampling`).
+    The learning rate follows a cosine from ``lr`` at step 1 to ``lr_min`` at ``steps`` (AdamW,
+    decoupled weight decay ``weight_decay``; 0 makes it plain Adam). EMA
     weights equal the weights up to ``ema_start``, then every ``ema_every`` steps
     ``ema ← d·ema + (1-d)·w`` with ``d = ema_decay``.
     """
@@ -48,10 +51,12 @@ class TrainConfig:
     model_options: dict[str, Any] = field(default_factory=dict)
     sigma_min: float = 0.0
     sigma_max: float = 1.0
+    sigma_sampling: str = "uniform"
     steps: int = 1000
     batch_size: int = 32
     lr: float = 1e-3
     lr_min: float = 1e-6
+    weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     ema_start: int = 1000
@@ -62,10 +67,15 @@ class TrainConfig:
 
     @property
     def sigma_spec(self) -> str:
-        """``0.05`` for a fixed σ, ``0-1`` for a range (the ``sigma{spec}`` path component)."""
-        if self.sigma_min == self.sigma_max:
-            return f"{self.sigma_min:g}"
-        return f"{self.sigma_min:g}-{self.sigma_max:g}"
+        """The ``sigma{spec}`` path component: see :func:`format_sigma_spec`."""
+        return format_sigma_spec(self.sigma_min, self.sigma_max, self.sigma_sampling)
+
+
+def format_sigma_spec(sigma_min: float, sigma_max: float, sampling: str = "uniform") -> str:
+    """``0.05`` for a fixed σ, ``0-1`` for a uniform range, ``0.005-1log`` for a log-uniform one."""
+    if sigma_min == sigma_max:
+        return f"{sigma_min:g}"
+    return f"{sigma_min:g}-{sigma_max:g}" + ("log" if sampling == "log-uniform" else "")
 
 
 #: Keys of the resolved config that may change between a run and its resumption.
@@ -103,10 +113,15 @@ def validate(config: TrainConfig, image_size: tuple[int, int] | None = None) -> 
         _check_number(name, getattr(config, name), low=0.0)
     if config.sigma_min > config.sigma_max:
         raise LemmseInputError(f"sigma range is empty: sigma_min={config.sigma_min} > sigma_max={config.sigma_max}")
+    if config.sigma_sampling not in SIGMA_SAMPLINGS:
+        raise LemmseInputError(f"sigma_sampling={config.sigma_sampling!r}: choose one of {', '.join(SIGMA_SAMPLINGS)}")
+    if config.sigma_sampling == "log-uniform" and config.sigma_min <= 0:
+        raise LemmseInputError(f"sigma_sampling='log-uniform' needs sigma_min > 0, got sigma_min={config.sigma_min}")
     _check_int("steps", config.steps, 1)
     _check_int("batch_size", config.batch_size, 1)
     _check_number("lr", config.lr, low=0.0, low_open=True)
     _check_number("lr_min", config.lr_min, low=0.0, high=config.lr)
+    _check_number("weight_decay", config.weight_decay, low=0.0)
     _check_number("grad_clip", config.grad_clip, low=0.0, low_open=True)
     _check_number("ema_decay", config.ema_decay, low=0.0, high=1.0)
     _check_int("ema_start", config.ema_start, 0)

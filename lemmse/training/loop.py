@@ -2,7 +2,7 @@ r"""``train(run_dir, config, images)``: the one training entry point.
 
 Per step ``s = 1 … steps``: take the samples of :class:`~lemmse.training.sampling.SampleStream`,
 form ``B(A x + σ ε)``, minimise the MSE of :class:`~lemmse.training.loss.MeasurementLoss` with
-Adam at the cosine learning rate
+AdamW at the cosine learning rate
 
 .. math::
 
@@ -39,6 +39,7 @@ import torch
 
 from lemmse.errors import LemmseInputError
 from lemmse.models import build_model, count_parameters, resolve_options
+from lemmse.models.preconditioning import Preconditioned
 from lemmse.operators import make_problem
 from lemmse.progress import progress_bar
 from lemmse.training.checkpoint import (CHECKPOINT, OPTIONS, STATS, load_checkpoint, save_checkpoint,
@@ -76,11 +77,16 @@ def cosine_lr(step: int, steps: int, lr: float, lr_min: float) -> float:
 
 
 def model_from_config(config: dict[str, Any]) -> torch.nn.Module:
-    """The (freshly initialised, seeded) network a resolved config describes, on the CPU."""
+    """The (freshly initialised, seeded) network a resolved config describes, on the CPU.
+
+    The architecture is wrapped in :class:`~lemmse.models.preconditioning.Preconditioned` with
+    the noise gain ``κ`` of the configured pre-inverse (input scale and skip set by ``κσ²``).
+    """
     options = resolve_options(config["arch"], config["patch"], config["preset"], config["model_options"])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config["seed"])
-        return build_model(config["arch"], config["channels"], config["patch"], options)
+        net = build_model(config["arch"], config["channels"], config["patch"], options)
+    return Preconditioned(net, problem_from_config(config)[1].noise_gain())
 
 
 def problem_from_config(config: dict[str, Any]):
@@ -160,7 +166,7 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
     set_precision()
     model = model_from_config(resolved).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=resolved["lr"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=resolved["lr"], weight_decay=resolved.get("weight_decay", 0.0))
     start, window = 0, [0.0, 0]
     if state is None:
         write_options(run_dir / OPTIONS, resolved)
@@ -179,7 +185,8 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
     loss_fn = MeasurementLoss(problem, preinverse).to(device)
     data = torch.as_tensor(images, dtype=torch.float32).to(device)
     stream = SampleStream(resolved["train_size"], tuple(data.shape[1:]), resolved["batch_size"],
-                          resolved["sigma_min"], resolved["sigma_max"], resolved["seed"])
+                          resolved["sigma_min"], resolved["sigma_max"], resolved["seed"],
+                          resolved.get("sigma_sampling", "uniform"))
     steps = resolved["steps"]
     last = steps if stop_after is None else min(steps, max(stop_after, start))
     log.info("training %s P=%d (%d parameters) on %d images for steps %d..%d on %s",

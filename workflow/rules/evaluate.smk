@@ -9,6 +9,8 @@ rule evaluate_network:
         directory(f"{R}/networks/{MODEL}/{{eval_dataset}}.zarr"),
     log:
         f"{LOGS}/evaluate_network/{MODEL}/{{eval_dataset}}.log",
+    benchmark:
+        f"{BENCH}/evaluate_network/{MODEL}/{{eval_dataset}}.tsv"
     threads: 2
     resources:
         runtime=60,

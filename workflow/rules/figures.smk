@@ -78,11 +78,15 @@ rule figure_coverage:
 rule claims:
     input:
         claims_inputs(),
+        netpairs=f"{R}/tables/netpairs.parquet",
+        estimator_pairs=f"{R}/tables/estimator_pairs.parquet",
+        memorisation=f"{R}/tables/memorisation.parquet",
     output:
         md=report(f"{R}/claims.md", caption="../report/claims.rst", category="Claims"),
         csv=f"{R}/claims.csv",
     params:
         variance=variance_stores(),
+        benchmarks=BENCH,
     log:
         f"{LOGS}/claims.log",
     conda:

@@ -40,3 +40,33 @@ for _study in config["studies"]:
             f"ablation_{_study}"
         input:
             f"{R}/tables/studies/{_study}.parquet",
+
+
+rule pair_tables:
+    input:
+        all_evaluations(),
+        all_analytic(),
+    output:
+        netpairs=f"{R}/tables/netpairs.parquet",
+        estimator_pairs=f"{R}/tables/estimator_pairs.parquet",
+    log:
+        f"{LOGS}/pair_tables.log",
+    conda:
+        ENV
+    script:
+        "../../scripts/pair_tables.py"
+
+
+rule memorisation_table:
+    input:
+        [str(a.complete_marker(R)) for a in PLAN.memorisation],
+    output:
+        f"{R}/tables/memorisation.parquet",
+    log:
+        f"{LOGS}/memorisation_table.log",
+    benchmark:
+        f"{BENCH}/memorisation_table.tsv"
+    conda:
+        ENV
+    script:
+        "../../scripts/memorisation_table.py"
