@@ -507,7 +507,7 @@ def _time_training(plan: Plan | None, net: Mapping[str, Any], device: str, warmu
 
     if plan is not None:
         run = net["_run"]
-        base = training_config(plan.config, run.task, run.preinverse, run.arch, run.patch)
+        base = training_config(plan.config, run)
     else:
         base = TrainConfig(arch=net["arch"], patch=net["patch"], preset=net["preset"],
                            model_options=dict(net["model_options"]), batch_size=net["batch"])

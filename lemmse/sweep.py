@@ -208,6 +208,8 @@ def check_semantics(config: dict) -> None:
             if smoothed != (key in est):
                 raise LemmseInputError(f"config key estimators.{label}.{key}: required for kind smoothed and only there")
     train = config["training"]
+    for ds in train["dataset_model_options"]:
+        _require_dataset(info, "training.dataset_model_options", ds)
     if train["steps"] is not None and train["epochs"] is not None:
         raise LemmseInputError(f"config key training: give steps ({train['steps']}) or epochs ({train['epochs']}), "
                                "not both")
@@ -383,6 +385,14 @@ class Plan:
     def sigmas(self) -> list[float]:
         return list(self.config["measurements"]["sigmas"])
 
+    def network_from_wildcards(self, wildcards) -> NetworkRun:
+        """The :class:`NetworkRun` named by a training job's wildcards (refused if the plan has none)."""
+        run = NetworkRun(wildcards.dataset, wildcards.task, wildcards.preinverse, wildcards.arch,
+                         int(wildcards.patch), int(wildcards.train_size), wildcards.spec)
+        if run not in self.networks:
+            raise LemmseInputError(f"the config asks for no network {run}")
+        return run
+
     def analytic_from_wildcards(self, wildcards) -> AnalyticRun:
         """The :class:`AnalyticRun` named by a job's wildcards (refused if the plan has none)."""
         run = AnalyticRun(wildcards.dataset, wildcards.eval_dataset, wildcards.task, wildcards.preinverse,
@@ -511,16 +521,25 @@ def training_steps(training: Mapping[str, Any], train_size: int) -> int:
     return int(training["steps"]) if training.get("steps") is not None else DEFAULT_STEPS
 
 
-def training_config(config: dict, task: str, preinverse: str, arch: str, patch: int, train_size: int):
+def model_options(training: Mapping[str, Any], dataset: str, arch: str) -> dict[str, Any]:
+    """Option overrides of ``arch`` on ``dataset``: ``training.model_options[arch]``, then
+    ``training.dataset_model_options[dataset][arch]`` (e.g. the paper's wider UNet at 64×64)."""
+    options = dict(training["model_options"].get(arch, {}))
+    options.update(training.get("dataset_model_options", {}).get(dataset, {}).get(arch, {}))
+    return options
+
+
+def training_config(config: dict, run: "NetworkRun"):
     """The :class:`lemmse.training.config.TrainConfig` of one network of the sweep."""
     from lemmse.training.config import TrainConfig
 
     t = config["training"]
-    pre = preinverse_options(config, preinverse)
-    return TrainConfig(task=task, preinverse=pre["preinverse"], lam=pre["lam"], **task_options(config, task),
-                       arch=arch, patch=patch, preset=t["preset"], model_options=dict(t["model_options"].get(arch, {})),
+    pre = preinverse_options(config, run.preinverse)
+    return TrainConfig(task=run.task, preinverse=pre["preinverse"], lam=pre["lam"], **task_options(config, run.task),
+                       arch=run.arch, patch=run.patch, preset=t["preset"],
+                       model_options=model_options(t, run.dataset, run.arch),
                        sigma_min=t["sigma_min"], sigma_max=t["sigma_max"], sigma_sampling=t["sigma_sampling"],
-                       steps=training_steps(t, train_size),
+                       steps=training_steps(t, run.train_size),
                        batch_size=t["batch_size"], lr=t["lr"], lr_min=t["lr_min"], weight_decay=t["weight_decay"],
                        grad_clip=t["grad_clip"], ema_decay=t["ema_decay"], ema_start=t["ema_start"],
                        ema_every=t["ema_every"], checkpoint_every=t["checkpoint_every"], seed=config["seed"])

@@ -69,7 +69,12 @@ def test_paper_config_plans_without_its_data_files(tmp_path, monkeypatch):
     plan = make_plan(config)
     assert plan.datasets["ffhq"]["resolution"] == 32 and plan.datasets["ffhq64"]["resolution"] == 64
     assert plan.datasets["cifar10"]["channels"] == 3 and plan.datasets["fashion_mnist"]["channels"] == 1
-    assert len(plan.networks) == 78 and len(plan.analytics) == 55
+    assert plan.datasets["fashion_mnist"]["resolution"] == 28  # native, as the authors
+    # noise 3 sets × 5 problems × 3 archs = 45, patch size 3 × 2 problems × 3 more P = 18, dataset size
+    # 2 × 3 more N = 6, Tikhonov 3, ffhq64 5 problems × 3 archs = 15
+    assert len(plan.networks) == 87 and len(plan.analytics) == 58
+    assert config["measurements"]["n_eval"] == 100 and config["tasks"]["inpainting"]["hole"] == 15
+    assert config["training"]["epochs"] == 600 and config["training"]["steps"] is None
 
 
 @pytest.mark.parametrize("entry,key,path", [
@@ -171,7 +176,9 @@ def test_training_config_carries_the_configured_budget(tiny):
     config["training"].update(steps=None, epochs=4, weight_decay=1e-4, ema_every=3,
                               sigma_min=0.01, sigma_sampling="log-uniform")
     config = load_config(config)
-    tc = training_config(config, "denoising", "identity", "resnet", 3, 40)
+    from lemmse.sweep import NetworkRun
+
+    tc = training_config(config, NetworkRun("digits", "denoising", "identity", "resnet", 3, 40, "0.01-1log"))
     assert (tc.steps, tc.weight_decay, tc.ema_every, tc.sigma_sampling) == (
         -(-4 * 40 // config["training"]["batch_size"]), 1e-4, 3, "log-uniform")
     assert tc.sigma_spec == "0.01-1log"
@@ -190,3 +197,17 @@ def test_diagnostics_only_for_stores_a_figure_or_claim_reads():
     assert ood and not any(plan.wants_diagnostics(a) for a in ood)
     memo_only = [a for a in plan.memorisation if plan.kind(a) == "lemmse" and a not in study_stores]
     assert memo_only and not any(plan.wants_diagnostics(a) for a in memo_only)
+
+
+def test_dataset_model_options_override_the_architecture_options(tiny):
+    """The paper's 64×64 UNet is wider: training.dataset_model_options[dataset][arch] wins there only."""
+    from lemmse.sweep import NetworkRun, training_config
+
+    config = copy.deepcopy(tiny)
+    config["training"]["model_options"] = {"unet": {"channels": [8, 16], "norm_groups": 1}}
+    config["training"]["dataset_model_options"] = {"faces": {"unet": {"channels": [16, 32]}}}
+    config = load_config(config)
+    faces = training_config(config, NetworkRun("faces", "denoising", "identity", "unet", 3, 8, "0-1"))
+    digits = training_config(config, NetworkRun("digits", "denoising", "identity", "unet", 3, 40, "0-1"))
+    assert faces.model_options == {"channels": [16, 32], "norm_groups": 1}
+    assert digits.model_options == {"channels": [8, 16], "norm_groups": 1}
