@@ -124,10 +124,12 @@ def test_fig5_rows_are_datasets_by_architectures(paper):
 
 
 def test_fig9_draws_the_64x64_study(paper):
-    *_, chosen = paper
+    plan, *_, chosen = paper
+    study = plan.config["studies"]["ffhq64"]
     sel = chosen["fig9_other_datasets"]
-    assert facets(sel, "dataset", "arch", "patch", "train_size") == {("ffhq64", a, 11, 10000) for a in ARCHS}
-    assert facets(sel, "task", "preinverse") == {("denoising", "identity"), ("inpainting", "pinv")}
+    assert facets(sel, "dataset", "arch", "patch", "train_size") == {
+        ("ffhq64", a, p, n) for a in study["archs"] for p in study["patches"] for n in study["train_sizes"]}
+    assert facets(sel, "task", "preinverse") == {(p["task"], p["preinverse"]) for p in study["problems"]}
 
 
 def plan_sigmas(paper) -> list[float]:
