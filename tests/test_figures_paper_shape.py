@@ -97,6 +97,10 @@ def test_every_figure_is_covered(paper):
     planned_sel = selections(*planned, config=plan.config)
     for name, sel in chosen.items():
         assert facets(planned_sel[name], *sel.facets) == facets(sel, *sel.facets), name
+    # the workflow plans from the first image's rows only (common.smk): the same facets and stores
+    first = selections(*(t[t["image"] == 0] for t in planned), config=plan.config)
+    for name, sel in chosen.items():
+        assert first[name].facet_values() == sel.facet_values() and first[name].stores == sel.stores, name
 
 
 def test_reference_is_the_noise_study_not_max_n(paper):
