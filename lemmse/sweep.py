@@ -230,6 +230,9 @@ def check_semantics(config: dict) -> None:
         _require_dataset(info, "memorisation.datasets", ds)
         _check_patch("memorisation.patch", mem["patch"], info[ds]["resolution"])
         _check_train_size(info, "memorisation.train_size", ds, mem["train_size"])
+    ref = config["figures"]["reference"]
+    if ref["patch"] is not None and ref["patch"] % 2 == 0:
+        raise LemmseInputError(f"config key figures.reference.patch: patch size {ref['patch']} must be odd")
     var = config["variance"]
     if var["dataset"] is not None:
         _require_dataset(info, "variance.dataset", var["dataset"])
@@ -597,7 +600,7 @@ def figure_coverage(plan: Plan) -> dict[str, str | None]:
     from lemmse.gather import planned_tables
 
     metrics, analytic = planned_tables(plan)
-    return coverage(metrics, analytic, variance=plan.variance_tasks() != [], preinverses=plan.config["preinverses"])
+    return coverage(metrics, analytic, variance=plan.variance_tasks() != [], config=plan.config)
 
 
 def rule_jobs(plan: Plan, figures: Iterable[str]) -> dict[str, int]:
@@ -612,7 +615,7 @@ def rule_jobs(plan: Plan, figures: Iterable[str]) -> dict[str, int]:
               "analytic_finalize": len(plan.analytics), "variance": len(plan.variance_tasks()),
               "gather": 1, "study_table": len(plan.config["studies"])}
     counts.update({name: 1 for name in figures})
-    counts.update(claims=1, all=1)
+    counts.update(figure_coverage=1, claims=1, all=1)
     return {rule: n for rule, n in counts.items() if n}
 
 

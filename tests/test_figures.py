@@ -1,20 +1,31 @@
-"""Every figure renders from fixture tables and stores to a sensible PNG, without warnings; figures
-the tables do not cover fail with a clear LemmseInputError; covered_figures says which are covered."""
+"""Figures: each selection frame against hand-computed numbers on a small table; every figure renders
+from fixture tables and stores to a sensible PNG without warnings; figures the tables do not cover fail
+with a clear LemmseInputError; the reference slice comes from the config, never from max(N); importing
+the registry does not import matplotlib."""
 from __future__ import annotations
 
+import dataclasses
 import struct
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from figure_fixtures import DATASET, build_stores, metrics_table, analytic_table
+from figure_fixtures import DATASET, analytic_table, build_stores, metrics_table
 from lemmse.errors import LemmseInputError
-from lemmse.figures import FIGURES, FigureInputs, StoreLayout, covered_figures, make_figure, write_captions
+from lemmse.figures import FIGURES, FigureInputs, Reference, StoreLayout, covered_figures, make_figure, write_captions
+from lemmse.figures.select import select
 from lemmse.figures.variance import compute_variance
+from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, METRICS_KEYS, METRICS_VALUES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[1]
+#: The fixture world's reference slice (its tables hold P ∈ {3, 5} and N ∈ {5, 10}).
+REF = Reference(patch=3, train_size=10, memorisation_patch=3, memorisation_train_size=10)
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +36,8 @@ def world(tmp_path_factory) -> FigureInputs:
     for task in ("inpainting", "deconvolution"):
         compute_variance(root / "variance" / DATASET / f"{task}.zarr", root / "data" / f"{DATASET}.zarr",
                          task=task, sigma=0.1, draws=3, patch=3, train_size=10, n_images=1)
-    return FigureInputs(metrics_table(rng), analytic_table(rng), StoreLayout(root))
+    return FigureInputs(metrics_table(rng), analytic_table(rng), StoreLayout(root),
+                        tasks={"inpainting": {"hole": None}, "deconvolution": {"blur_std": 1.0}})
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -34,12 +46,140 @@ def png_size(path: Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
+# ------------------------------------------------------------------------------ hand-computed selections
+def _metrics(rows: list[dict]) -> pd.DataFrame:
+    base = dict(dataset="d", eval_dataset="d", task="denoising", preinverse="identity", arch="unet", patch=3,
+                train_size=10, estimator="lemmse", smoothing=0.0, split="test", image=0, sigma=0.1,
+                **{v: np.nan for v in METRICS_VALUES})
+    return pd.DataFrame([{**base, **r} for r in rows], columns=[*METRICS_KEYS, *METRICS_VALUES])
+
+
+def _analytic(rows: list[dict]) -> pd.DataFrame:
+    base = dict(dataset="d", eval_dataset="d", task="denoising", preinverse="identity", estimator="lemmse",
+                smoothing=0.0, patch=3, train_size=10, split="test", image=0, sigma=0.1,
+                **{v: np.nan for v in ANALYTIC_VALUES})
+    return pd.DataFrame([{**base, **r} for r in rows], columns=[*ANALYTIC_KEYS, *ANALYTIC_VALUES])
+
+
+def _inputs(metrics=None, analytic=None) -> FigureInputs:
+    return FigureInputs(_metrics([]) if metrics is None else metrics, _analytic([]) if analytic is None else analytic,
+                        StoreLayout(Path(".")))
+
+
+def test_fig5_frame_is_mean_and_std_over_images_at_the_reference_slice():
+    rows = []
+    for n, p, image, value in [(10, 3, 0, 20.0), (10, 3, 1, 24.0), (50, 3, 0, 99.0), (10, 5, 0, 77.0)]:
+        rows.append(dict(train_size=n, patch=p, image=image, psnr_net_est=value, psnr_net_truth=value - 1,
+                         psnr_est_truth=value - 2))
+    sel = select("fig5_psnr_vs_sigma", _inputs(_metrics(rows)), Reference(patch=3, train_size=10))
+    assert sel.fixed == {"patch": 3, "train_size": 10}
+    agree = sel.frame[sel.frame.quantity == "psnr_net_est"]
+    assert len(agree) == 1
+    assert agree["mean"].iloc[0] == pytest.approx(22.0)  # (20 + 24) / 2, N = 50 and P = 5 left out
+    assert agree["std"].iloc[0] == pytest.approx(np.sqrt(8.0))  # ddof 1: ((2² + 2²) / 1)^½
+    assert agree["count"].iloc[0] == 2
+    assert sel.frame[sel.frame.quantity == "psnr_est_truth"]["mean"].iloc[0] == pytest.approx(20.0)
+
+
+def test_reference_comes_from_the_config_never_from_max_n():
+    rows = [dict(train_size=n, psnr_net_est=float(n)) for n in (100, 1000, 50000)]
+    inputs = _inputs(_metrics(rows))
+    with pytest.raises(LemmseInputError, match=r"figures\.reference\.train_size"):
+        select("fig5_psnr_vs_sigma", inputs, Reference(patch=3))
+    sel = select("fig5_psnr_vs_sigma", inputs, Reference(patch=3, train_size=1000))
+    assert sel.frame[sel.frame.quantity == "psnr_net_est"]["mean"].tolist() == [1000.0]
+    with pytest.raises(LemmseInputError, match="no rows at the reference train_size = 7"):
+        select("fig5_psnr_vs_sigma", inputs, Reference(patch=3, train_size=7))
+    config = {"studies": {"noise": {"patches": [7, 9], "train_sizes": [1000, 5]}},
+              "figures": {"reference": {"study": "noise", "patch": None, "train_size": None}},
+              "memorisation": {"patch": 5, "train_size": 100}}
+    assert Reference.from_config(config) == Reference(7, 1000, 5, 100, "study 'noise'")
+    config["figures"]["reference"]["train_size"] = 5
+    assert Reference.from_config(config).train_size == 5
+
+
+def test_fig17_keeps_only_problems_along_which_p_varies():
+    rows = [dict(patch=p, image=i, neg_log_density_patch_paper=10.0 * p + i) for p in (3, 5) for i in (0, 1)]
+    rows += [dict(task="inpainting", preinverse="pinv", patch=3, neg_log_density_patch_paper=1.0)]
+    rows += [dict(patch=7, train_size=99, neg_log_density_patch_paper=1e6)]  # another N: not at the reference
+    sel = select("fig17_patch_density", _inputs(analytic=_analytic(rows)), Reference(train_size=10))
+    assert sel.facet_values() == [("d", "denoising", "identity")]
+    assert sel.frame["patch"].tolist() == [3, 5]
+    assert sel.frame["mean"].tolist() == pytest.approx([30.5, 50.5])
+
+
+def test_fig26_and_fig18_19_frames():
+    rows = [dict(train_size=n, image=i, psnr_net_est=n / 10 + i) for n in (10, 100) for i in (0, 1)]
+    sel = select("fig26_dataset_size", _inputs(_metrics(rows)), Reference(patch=3))
+    assert sel.frame["train_size"].tolist() == [10, 100]
+    assert sel.frame["mean"].tolist() == pytest.approx([1.5, 10.5])
+    m = [dict(patch=p, split=s, psnr_net_est=float(p)) for p in (3, 5) for s in ("train", "test")]
+    a = [dict(patch=p, split=s, psnr_est_truth=p + (100.0 if s == "train" else 0.0)) for p in (3, 5)
+         for s in ("train", "test")]
+    sel = select("fig18_19_patch_size", _inputs(_metrics(m), _analytic(a)), Reference(train_size=10))
+    fig19 = sel.frame[sel.frame.panel == "fig19"].set_index(["split", "patch"])["mean"]
+    assert fig19.to_dict() == {("train", 3): 103.0, ("train", 5): 105.0, ("test", 3): 3.0, ("test", 5): 5.0}
+
+
+def test_fig23_takes_the_largest_patch_per_problem_and_fig20_the_observed_mass():
+    a = [dict(patch=p, sigma=s, distinct_sources=float(p), mass99_observed_mean=2.0 * p, mass99_observed_median=float(p))
+         for p in (3, 5, 7) for s in (0.1, 0.5)]
+    a += [dict(task="inpainting", preinverse="pinv", patch=3, sigma=0.1, distinct_sources=1.0)]
+    sel = select("fig23_patchwork", _inputs(analytic=_analytic(a)), Reference(train_size=10))
+    assert sel.frame.groupby(["task", "preinverse"])["patch"].unique().map(list).to_dict() == {
+        ("denoising", "identity"): [7], ("inpainting", "pinv"): [3]}
+    assert ("analytic", "d", "d", "denoising", "identity", "lemmse", 7, 10) in sel.stores
+    sel = select("fig20_22_mass", _inputs(analytic=_analytic(a)), Reference(patch=5, train_size=10))
+    got = sel.frame.set_index(["statistic", "sigma"])["mean"].to_dict()
+    assert got == {("mass99_observed_mean", 0.1): 10.0, ("mass99_observed_mean", 0.5): 10.0,
+                   ("mass99_observed_median", 0.1): 5.0, ("mass99_observed_median", 0.5): 5.0}
+
+
+def test_fig7_and_fig25_pair_ood_with_in_distribution():
+    rows = [dict(eval_dataset=ev, sigma=s, psnr_net_est=(30.0 if ev == "d" else 20.0) + s)
+            for ev in ("d", "other") for s in (0.1, 0.5)]
+    rows += [dict(eval_dataset="d", arch="resnet", psnr_net_est=1.0)]  # no OOD evaluation: not drawn
+    inputs = _inputs(_metrics(rows))
+    f7 = select("fig7_ood", inputs, REF)
+    assert f7.facet_values() == [("d", "other", "unet", 3, 10, "denoising", "identity")]
+    assert f7.frame["psnr_net_est"].tolist() == pytest.approx([20.1, 20.5])
+    assert ("network", "d", "other", "denoising", "identity", "unet", 3, 10) in f7.stores
+    f25 = select("fig25_ood_psnr", inputs, REF)
+    agree = f25.frame[f25.frame.quantity == "psnr_net_est"].set_index(["eval_dataset", "sigma"])["mean"]
+    assert agree.to_dict() == pytest.approx({("d", 0.1): 30.1, ("d", 0.5): 30.5, ("other", 0.1): 20.1,
+                                             ("other", 0.5): 20.5})
+    with pytest.raises(LemmseInputError, match="out-of-distribution"):
+        select("fig7_ood", _inputs(_metrics(rows[:2])), REF)
+
+
+def test_fig2_panels_and_distances():
+    a = [dict(estimator=e, patch=p, train_size=100, split=s, sigma=g, nearest_train_distance=d * g,
+              truth_nearest_train_distance=0.3)
+         for e, p, d in (("mmse", 0, 0.1), ("emmse", 0, 0.2), ("lemmse", 5, 1.0)) for s in ("train", "test")
+         for g in (0.01, 0.1)]
+    a += [dict(estimator="lemmse", patch=5, train_size=300, nearest_train_distance=9.0)]  # another N: not Fig. 2
+    sel = select("fig2_memorisation", _inputs(analytic=_analytic(a)), Reference(memorisation_patch=5))
+    panels = sel.extra["images"]
+    assert panels["estimator"].tolist() == ["mmse", "emmse", "lemmse"]
+    assert set(panels["split"]) == {"test"} and set(panels["train_size"]) == {100}
+    # the image panels sit at the second of (up to) four σ spread over the grid: here σ = 0.1
+    assert set(panels["sigma"]) == {0.1}
+    assert panels["nearest_train_distance"].tolist() == pytest.approx([0.1 * 0.1, 0.1 * 0.2, 0.1 * 1.0])
+    dist = sel.frame[(sel.frame.quantity == "nearest_train_distance") & (sel.frame.split == "test")]
+    assert dist.set_index(["estimator", "sigma"])["mean"].to_dict() == pytest.approx(
+        {("mmse", 0.01): 0.001, ("mmse", 0.1): 0.01, ("emmse", 0.01): 0.002, ("emmse", 0.1): 0.02,
+         ("lemmse", 0.01): 0.01, ("lemmse", 0.1): 0.1})
+
+
+# ------------------------------------------------------------------------------------------- rendering
 @pytest.mark.parametrize("name", list(FIGURES))
 def test_figure_renders(world, tmp_path, name):
     out = tmp_path / f"{name}.png"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        make_figure(name, world, out, config_label="fixture config")
+        # Fig. 9 draws the data sets outside the reference slice: move the reference off the fixture's
+        make_figure(name, world, out, config_label="fixture config",
+                    reference=dataclasses.replace(REF, patch=99) if name == "fig9_other_datasets" else REF)
     width, height = png_size(out)
     assert width >= 400 and height >= 300, (width, height)
     assert out.stat().st_size > 10_000
@@ -61,24 +201,30 @@ def test_variance_store_layout(world):
 
 def test_covered_figures_follow_the_tables(world):
     m, a = world.metrics, world.analytic
-    assert set(covered_figures(m, a, variance=True)) == set(FIGURES)
+    # every figure but Fig. 9, whose data sets lie outside the reference slice (the fixture has one data set)
+    assert set(covered_figures(m, a, variance=True, reference=REF)) == set(FIGURES) - {"fig9_other_datasets"}
+    assert "fig9_other_datasets" in covered_figures(m, a, reference=dataclasses.replace(REF, patch=7))
     in_dist = m[(m.eval_dataset == m.dataset) & (m.estimator == "lemmse") & (m.patch == 3) & (m.train_size == 10)]
-    got = covered_figures(in_dist, a[a.estimator == "lemmse"])
-    for name in ("fig7_ood", "fig8_smoothed", "fig26_dataset_size", "fig18_19_patch_size", "fig2_memorisation",
-                 "fig4_preinverse_variance"):
+    got = covered_figures(in_dist, a[a.estimator == "lemmse"], reference=REF)
+    for name in ("fig7_ood", "fig25_ood_psnr", "fig8_smoothed", "fig26_dataset_size", "fig18_19_patch_size",
+                 "fig2_memorisation", "fig4_preinverse_variance"):
         assert name not in got
     assert {"fig5_psnr_vs_sigma", "fig17_patch_density", "fig23_patchwork"} <= set(got)
     # values do not matter: planned keys with NaN values give the same answer
     planned = m.copy()
-    planned.loc[:, "psnr_net_est":] = np.nan
-    assert covered_figures(planned, a) == covered_figures(m, a)
+    planned.loc[:, "psnr_net_truth":] = np.nan
+    planned_a = a.copy()
+    planned_a.loc[:, "psnr_est_truth":] = np.nan
+    assert covered_figures(planned, planned_a, reference=REF) == covered_figures(m, a, reference=REF)
 
 
 def test_uncovered_figure_names_what_is_missing(world, tmp_path):
     m = world.metrics
     inputs = FigureInputs(m[m.eval_dataset == m.dataset], world.analytic, world.stores)
     with pytest.raises(LemmseInputError, match="out-of-distribution"):
-        make_figure("fig7_ood", inputs, tmp_path / "x.png")
+        make_figure("fig7_ood", inputs, tmp_path / "x.png", reference=REF)
+    with pytest.raises(LemmseInputError, match=r"patch = \[3, 5\].*figures\.reference\.patch"):
+        make_figure("fig5_psnr_vs_sigma", inputs, tmp_path / "x.png")  # no reference: two P in the tables
     inputs = FigureInputs(m, world.analytic, world.stores, variance_stores={})
     with pytest.raises(LemmseInputError, match="variance"):
         make_figure("fig4_preinverse_variance", inputs, tmp_path / "x.png")
@@ -90,12 +236,19 @@ def test_uncovered_figure_names_what_is_missing(world, tmp_path):
 def test_caption_files_match_registry(tmp_path):
     paths = write_captions(tmp_path)
     assert len(paths) == len(FIGURES)
-    repo = Path(__file__).resolve().parents[1] / "workflow" / "report"
-    for name, (_, caption) in FIGURES.items():
-        assert (repo / f"{name}.rst").read_text().strip() == caption.strip(), f"regenerate workflow/report/{name}.rst"
+    for name, figure in FIGURES.items():
+        assert (REPO / "workflow" / "report" / f"{name}.rst").read_text().strip() == figure.caption.strip(), (
+            f"regenerate workflow/report/{name}.rst")
 
 
-def test_cli_make_claims_and_list(world, tmp_path, capsys):
+def test_registry_and_dag_helpers_do_not_import_matplotlib():
+    code = ("import sys, lemmse.figures, lemmse.figures.select, lemmse.gather, lemmse.sweep; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cli_make_and_list(world, tmp_path, capsys):
     from lemmse.cli.main import main
 
     tables = tmp_path / "tables"
@@ -103,15 +256,31 @@ def test_cli_make_claims_and_list(world, tmp_path, capsys):
     world.metrics.to_parquet(tables / "metrics.parquet")
     world.analytic.to_csv(tables / "analytic.csv", index=False)
     config = tmp_path / "config.yaml"
-    config.write_text("preinverses:\n  identity: {kind: identity}\n  pinv: {kind: pinv}\n")
+    config.write_text("preinverses:\n  identity: {kind: identity}\n  pinv: {kind: pinv}\n"
+                      "figures: {reference: {patch: 3, train_size: 10}}\n")
     out = tmp_path / "fig5.png"
     assert main(["figures", "make", "fig5_psnr_vs_sigma", "--tables", str(tables), "--results",
                  str(world.stores.results), "--out", str(out), "--config", str(config)]) == 0
     assert png_size(out)[0] >= 400
-    assert main(["figures", "claims", "--tables", str(tables), "--out-md", str(tmp_path / "c.md"), "--out-csv",
-                 str(tmp_path / "c.csv"), "--config", str(config)]) == 0
-    assert str(config) in (tmp_path / "c.md").read_text()
+    assert main(["figures", "list", "--tables", str(tables), "--config", str(config)]) == 0
+    listing = capsys.readouterr().out
+    assert "fig7_ood\tcovered" in listing and "fig5_psnr_vs_sigma\tcovered" in listing
     assert main(["figures", "list", "--tables", str(tables)]) == 0
-    assert "fig7_ood\tcovered" in capsys.readouterr().out
+    assert "fig5_psnr_vs_sigma\tnot covered" in capsys.readouterr().out  # no reference: two P, two N
     assert main(["figures", "make", "nope", "--tables", str(tables), "--results", ".", "--out", "x.png"]) == 2
     assert "unknown figure" in capsys.readouterr().err
+
+
+def test_config_reference_is_validated():
+    import yaml
+
+    from lemmse.sweep import load_config
+
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert load_config(raw)["figures"]["reference"] == {"study": "noise", "patch": None, "train_size": None}
+    raw["figures"] = {"reference": {"patch": 4}}
+    with pytest.raises(LemmseInputError, match=r"figures\.reference\.patch: patch size 4 must be odd"):
+        load_config(raw)
+    raw["figures"] = {"reference": {"sample": 3}}
+    with pytest.raises(LemmseInputError, match=r"figures\.reference"):
+        load_config(raw)

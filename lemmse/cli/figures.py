@@ -43,14 +43,14 @@ def _variance_args(items: list[str] | None) -> dict[str, Path] | None:
 
 
 def run_make(args: argparse.Namespace) -> int:
-    from lemmse.figures import FIGURES, FigureInputs, make_figure
+    from lemmse.figures import FIGURES, FigureInputs, Reference, make_figure
 
     if args.name not in FIGURES:
         raise CliError(f"unknown figure {args.name!r}; choose one of {', '.join(FIGURES)}")
     config, label = _config(args.config)
     inputs = FigureInputs.load(args.tables, args.results, preinverses=config.get("preinverses"),
-                               variance_stores=_variance_args(args.variance))
-    make_figure(args.name, inputs, args.out, config_label=args.label or label)
+                               variance_stores=_variance_args(args.variance), tasks=config.get("tasks"))
+    make_figure(args.name, inputs, args.out, config_label=args.label or label, reference=Reference.from_config(config))
     return 0
 
 
@@ -89,7 +89,9 @@ def run_list(args: argparse.Namespace) -> int:
         for name in FIGURES:
             print(name)
         return 0
-    why = coverage(read_table(args.tables, "metrics"), read_table(args.tables, "analytic"), variance=args.with_variance)
+    config, _ = _config(args.config)
+    why = coverage(read_table(args.tables, "metrics"), read_table(args.tables, "analytic"), variance=args.with_variance,
+                   config=config)
     for name, reason in why.items():
         print(f"{name}\t{'covered' if reason is None else 'not covered: ' + reason}")
     return 0
@@ -109,7 +111,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     make.add_argument("--tables", required=True, type=Path, metavar="DIR", help="folder with metrics and analytic tables")
     make.add_argument("--results", required=True, type=Path, metavar="DIR", help="results folder holding the stores")
     make.add_argument("--out", required=True, type=Path, metavar="PNG", help="output PNG (table2 also writes .csv/.md)")
-    make.add_argument("--config", type=Path, metavar="CONFIG.yaml", help="workflow config (pre-inverse labels, label)")
+    make.add_argument("--config", type=Path, metavar="CONFIG.yaml",
+                      help="workflow config (pre-inverse labels, operators, the figures.reference slice, label)")
     make.add_argument("--label", help="configuration label printed in the title (default: the --config path)")
     make.add_argument("--variance", action="append", metavar="TASK=STORE", help=variance_help)
     add_verbosity_flags(make)
@@ -147,6 +150,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="figure names, or which ones the tables cover", formatter_class=HelpFormatter)
     lst.add_argument("--tables", type=Path, metavar="DIR", help="with tables: say which figures they cover")
     lst.add_argument("--with-variance", action="store_true", help="count fig4 as covered (variance stage runs)")
+    lst.add_argument("--config", type=Path, metavar="CONFIG.yaml",
+                     help="workflow config (pre-inverse labels and the figures.reference slice)")
     add_verbosity_flags(lst)
     lst.set_defaults(func=run_list)
     return p

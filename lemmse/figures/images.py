@@ -1,8 +1,10 @@
-"""Image figures read from the stores: Fig. 2 (memorisation), 13 (gallery), 20–22 (mass), 23 (patchwork).
+"""The drawing layer for the figures that show pixels: Fig. 2 (memorisation), 7 (out of
+distribution), 13–16 (gallery), 20–22 (mass), 23–24 (patchwork).
 
-The tables say which stores exist; the pixels come from the analytic / network / measurement /
-data stores (never recomputed). ``B y`` in the gallery is the pre-inverse applied to the stored
-``y`` (a linear map, not an estimator).
+The :class:`~lemmse.figures.select.Selection` says which (store, split, image, σ) each panel shows;
+the pixels come from the analytic / network / measurement / data stores (never recomputed). ``B y``
+in the gallery is the configured pre-inverse (with the configured hole / blur, ``inputs.tasks``)
+applied to the stored ``y``: a linear map for display, not an estimator.
 """
 from __future__ import annotations
 
@@ -12,15 +14,27 @@ import numpy as np
 
 from lemmse.errors import LemmseInputError
 from lemmse.figures import style
-from lemmse.figures.curves import describe, reference_slice
-from lemmse.figures.inputs import (ARCH_ORDER, FigureInputs, fix, in_distribution, mean_by, ordered, problems,
-                                   reference_value, require)
+from lemmse.figures.curves import fixed_text
+from lemmse.figures.inputs import ARCH_ORDER, FigureInputs, fix, ordered
+from lemmse.figures.select import MASS_STATISTICS, MEMO_ESTIMATORS, Selection
 
 
 def _open(path: Path):
     from lemmse.store import open_dataset
 
     return open_dataset(path)
+
+
+class _Stores:
+    """Opened stores, each once per figure."""
+
+    def __init__(self):
+        self._open = {}
+
+    def __call__(self, path: Path):
+        if path not in self._open:
+            self._open[path] = _open(path)
+        return self._open[path]
 
 
 def pick(ds, var: str, *, split: str, image: int, sigma: float) -> np.ndarray:
@@ -32,144 +46,145 @@ def pick(ds, var: str, *, split: str, image: int, sigma: float) -> np.ndarray:
     return np.asarray(ds[var].sel(split=split).isel(sigma=int(idx[0])).sel(image=image).values)
 
 
-def pick_sigmas(sigmas, count: int) -> list[float]:
-    """``count`` σ spread over the sorted list (all when there are fewer)."""
-    sig = sorted(set(float(s) for s in sigmas))
-    if len(sig) <= count:
-        return sig
-    return [sig[i] for i in np.unique(np.round(np.linspace(0, len(sig) - 1, count)).astype(int))]
-
-
 def apply_preinverse(inputs: FigureInputs, task: str, preinverse: str, y: np.ndarray) -> np.ndarray:
     import torch
 
     from lemmse.operators import make_problem
 
     kind, lam = inputs.preinverse_kind(preinverse)
-    problem = make_problem(task, (y.shape[-2], y.shape[-1]))
+    options = {k: v for k, v in dict(inputs.tasks.get(task) or {}).items() if v is not None}
+    problem = make_problem(task, (y.shape[-2], y.shape[-1]), **options)
     with torch.no_grad():
         b = problem.preinverse(kind, lam)(torch.from_numpy(y[None].astype(np.float64)))
     return b[0].numpy()
 
 
+def _truth(inputs: FigureInputs, dataset: str, task: str, split: str, image: int) -> np.ndarray:
+    from lemmse.data import load_clean
+
+    return load_clean(inputs.stores.measurements(dataset, task), split)[image]
+
+
 # ---------------------------------------------------------------------------------------------- fig 2
-MEMO_ESTIMATORS = ("mmse", "emmse", "lemmse")
+def draw_fig2(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+    """Per data set × problem: y, MMSE, E-MMSE, LE-MMSE, the training image nearest to the MMSE output, the
+    truth, and the distance of each estimator's output to the training set against σ."""
+    from lemmse.data import load_split
 
-
-def select_fig2(inputs: FigureInputs):
-    a = in_distribution(inputs.analytic)
-    a = a[a["task"].isin(["denoising", "deconvolution"]) & a["estimator"].isin(MEMO_ESTIMATORS)]
-    a = a[a["preinverse"].map(inputs.is_agnostic)] if not a.empty else a
-    require(a, "analytic MMSE / E-MMSE / LE-MMSE rows for denoising or deconvolution with B = I", "fig2_memorisation")
-    if "mmse" not in set(a["estimator"]):
-        raise LemmseInputError(f"fig2_memorisation: needs analytic rows of both mmse and lemmse (has {sorted(set(a['estimator']))})")
-    # the memorisation slice: where the MMSE was computed (LE-MMSE stores of other sizes abound)
-    dataset = reference_value(fix(a, estimator="mmse"), "dataset")
-    a = fix(a, dataset=dataset)
-    train_size = reference_value(fix(a, estimator="mmse"), "train_size")
-    a = fix(a, train_size=train_size)
-    have = set(a["estimator"])
-    if "mmse" not in have or "lemmse" not in have:
-        raise LemmseInputError(f"fig2_memorisation: needs analytic rows of both mmse and lemmse (has {sorted(have)})")
-    patch = reference_value(fix(a, estimator="lemmse"), "patch")
-    a = a[(a["estimator"] != "lemmse") | (a["patch"] == patch)]
-    return a, {"dataset": dataset, "train_size": train_size, "patch": patch}
-
-
-def make_fig2_memorisation(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """Per task: y, MMSE, E-MMSE, LE-MMSE, the training image nearest to the MMSE output, the truth (one test
-    image at a small σ), and the distance of each estimator's output to the training set against σ."""
-    a, chosen = select_fig2(inputs)
-    tasks = [t for t in ("denoising", "deconvolution") if t in set(a["task"])]
-    estimators = [e for e in MEMO_ESTIMATORS if e in set(a["estimator"])]
+    panels = sel.extra["images"]
+    rows = list(dict.fromkeys(panels[["dataset", "task", "preinverse"]].itertuples(index=False, name=None)))
+    estimators = [e for e in MEMO_ESTIMATORS if e in set(panels["estimator"])]
     ncols = len(estimators) + 4
-    fig, axes = style.new_figure(len(tasks), ncols, panel=(1.55, 2.0),
+    fig, axes = style.new_figure(len(rows), ncols, panel=(1.55, 2.0),
                                  gridspec_kw={"width_ratios": [1.0] * (ncols - 1) + [2.2]})
-    train = None
-    for row, task in enumerate(tasks):
-        sub = fix(a, task=task)
-        pre = sub["preinverse"].iloc[0]
-        sub = fix(sub, preinverse=pre)
-        split = "test" if "test" in set(sub["split"]) else "train"
-        sigma = pick_sigmas(sub["sigma"], 4)[min(1, sub["sigma"].nunique() - 1)]
-        image = int(sorted(fix(sub, split=split)["image"].unique())[0])
-        meas = inputs.stores.measurements(chosen["dataset"], task)
-        y = pick(_open(meas), "y", split=split, image=image, sigma=sigma)
-        from lemmse.data import load_clean, load_split
-
-        truth = load_clean(meas, split)[image]
-        if train is None:
-            train = load_split(inputs.stores.data(chosen["dataset"]), "train", int(chosen["train_size"]))
-        style.image_panel(axes[row, 0], y, f"y ({task})\nσ = {sigma:g}")
+    stores = _Stores()
+    for r, (ds, task, pre) in enumerate(rows):
+        cell = fix(panels, dataset=ds, task=task, preinverse=pre)
+        first = cell.iloc[0]
+        split, image, sigma, n = str(first["split"]), int(first["image"]), float(first["sigma"]), int(first["train_size"])
+        meas = inputs.stores.measurements(ds, task)
+        style.image_panel(axes[r, 0], pick(stores(meas), "y", split=split, image=image, sigma=sigma),
+                          f"y ({ds}, {task})\nσ = {sigma:g}")
         mmse_out = None
-        for col, est in enumerate(estimators, start=1):
-            patch = chosen["patch"] if est == "lemmse" else 0
-            path = inputs.stores.analytic(chosen["dataset"], task, pre, est, patch, chosen["train_size"], chosen["dataset"])
-            out = pick(_open(path), "xhat", split=split, image=image, sigma=sigma)
+        for c, est in enumerate(estimators, start=1):
+            row = fix(cell, estimator=est).iloc[0]
+            out = pick(stores(inputs.stores.analytic(ds, task, pre, est, int(row["patch"]), n, ds)), "xhat",
+                       split=split, image=image, sigma=sigma)
             mmse_out = out if est == "mmse" else mmse_out
-            dist = fix(sub, estimator=est, split=split, image=image)
-            dist = dist[np.isclose(dist["sigma"], sigma)]["nearest_train_distance"]
-            d = f"\nd_train = {dist.iloc[0]:.3f}" if len(dist) else ""
-            style.image_panel(axes[row, col], out, f"{style.estimator_label(est)}{d}")
+            d = row["nearest_train_distance"]
+            style.image_panel(axes[r, c], out, style.estimator_label(est) + (f"\nd_train = {d:.3f}" if np.isfinite(d) else ""))
+        truth = _truth(inputs, ds, task, split, image)
+        train = load_split(inputs.stores.data(ds), "train", n)
         ref = mmse_out if mmse_out is not None else truth
         nearest = int(np.argmin(((train - ref[None]) ** 2).reshape(len(train), -1).mean(axis=1)))
-        style.image_panel(axes[row, len(estimators) + 1], train[nearest], f"nearest training\nimage (#{nearest})")
-        style.image_panel(axes[row, len(estimators) + 2], truth, f"truth ({split} #{image})")
-        ax = axes[row, -1]
+        style.image_panel(axes[r, len(estimators) + 1], train[nearest], f"nearest training\nimage (#{nearest})")
+        style.image_panel(axes[r, len(estimators) + 2], truth, f"truth ({split} #{image})")
+        ax = axes[r, -1]
+        curves = fix(sel.frame, dataset=ds, task=task, preinverse=pre, split=split)
         for est in estimators:
-            stats = mean_by(fix(sub, estimator=est, split=split), ["sigma"], "nearest_train_distance")
-            ax.plot(stats["sigma"], stats["mean"], marker="o", markersize=3, color=style.estimator_color(est),
+            part = fix(curves, estimator=est, quantity="nearest_train_distance").sort_values("sigma")
+            ax.plot(part["sigma"], part["mean"], marker="o", markersize=3, color=style.estimator_color(est),
                     label=style.estimator_label(est))
-        ref_d = mean_by(fix(sub, estimator=estimators[0], split=split), ["sigma"], "truth_nearest_train_distance")
+        ref_d = fix(curves, estimator=estimators[0], quantity="truth_nearest_train_distance").sort_values("sigma")
         ax.plot(ref_d["sigma"], ref_d["mean"], color="0.5", linestyle=":", label="truth")
-        style.sigma_axis(ax, sub["sigma"])
+        style.sigma_axis(ax, curves["sigma"])
         ax.set_xlabel("σ")
         ax.set_ylabel("RMS distance to the\nnearest training image")
-        ax.set_title(f"distance to the training set ({split}, mean)")
+        ax.set_title(f"distance to the training set ({split}, mean)", fontsize=8)
         ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     style.save(fig, out_png, config_label=config_label,
-               title=f"Fig. 2 — memorisation ({chosen['dataset']}, N = {chosen['train_size']}, LE-MMSE P = {chosen['patch']})")
+               title=f"Fig. 2 — memorisation (N = {panels['train_size'].iloc[0]}, LE-MMSE P = {sel.fixed['patch']})")
+
+
+# ---------------------------------------------------------------------------------------------- fig 7
+def draw_fig7(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+    """Per OOD block: one test image of the other data set at a few σ — y, network, LE-MMSE — and the truth."""
+    blocks = sel.facet_values()
+    sigmas = ordered(sel.frame["sigma"])
+    fig, axes = style.new_figure(3 * len(blocks), len(sigmas) + 1, panel=(1.4, 1.45))
+    stores = _Stores()
+    for b, combo in enumerate(blocks):
+        v = dict(zip(sel.facets, combo))
+        cell = fix(sel.frame, **v)
+        first = cell.iloc[0]
+        split, image = str(first["split"]), int(first["image"])
+        net = inputs.stores.network(v["dataset"], v["task"], v["preinverse"], v["arch"], v["patch"], v["train_size"],
+                                    v["eval_dataset"])
+        est = inputs.stores.analytic(v["dataset"], v["task"], v["preinverse"], "lemmse", v["patch"], v["train_size"],
+                                     v["eval_dataset"])
+        meas = inputs.stores.measurements(v["eval_dataset"], v["task"])
+        label = (f"trained on {v['dataset']}\nevaluated on {v['eval_dataset']}\n{style.arch_label(v['arch'])}, "
+                 f"P = {v['patch']}, N = {v['train_size']}\n{inputs.problem_label(v['task'], v['preinverse'])}")
+        style.image_panel(axes[3 * b, 0], _truth(inputs, v["eval_dataset"], v["task"], split, image),
+                          f"truth ({split} #{image})")
+        axes[3 * b, 0].set_ylabel(label.replace(", ", "\n", 1), fontsize=6.5)
+        axes[3 * b + 1, 0].axis("off")
+        axes[3 * b + 2, 0].axis("off")
+        axes[3 * b + 1, 0].text(0.5, 0.5, f"rows: y,\n{style.arch_label(v['arch'])},\nLE-MMSE", ha="center",
+                                va="center", fontsize=7.5, transform=axes[3 * b + 1, 0].transAxes)
+        for c, s in enumerate(sigmas, start=1):
+            row = cell[np.isclose(cell["sigma"], s)]
+            if row.empty:
+                for k in range(3):
+                    axes[3 * b + k, c].axis("off")
+                continue
+            psnr = float(row["psnr_net_est"].iloc[0])
+            style.image_panel(axes[3 * b, c], pick(stores(meas), "y", split=split, image=image, sigma=s), f"y, σ = {s:g}")
+            style.image_panel(axes[3 * b + 1, c], pick(stores(net), "xhat", split=split, image=image, sigma=s),
+                              f"{style.arch_label(v['arch'])}" + (f"\n{psnr:.1f} dB to LE-MMSE" if np.isfinite(psnr) else ""))
+            style.image_panel(axes[3 * b + 2, c], pick(stores(est), "xhat", split=split, image=image, sigma=s), "LE-MMSE")
+    style.save(fig, out_png, config_label=config_label,
+               title="Fig. 7 — out of distribution: network and LE-MMSE of one training set on another data set")
 
 
 # --------------------------------------------------------------------------------------------- fig 13
-def select_fig13(inputs: FigureInputs):
-    m = in_distribution(fix(inputs.metrics, estimator="lemmse"))
-    m, chosen = reference_slice(require(m, "metrics rows of networks against the LE-MMSE", "fig13_gallery"),
-                                "fig13_gallery", free=("arch",))
-    return m, chosen
-
-
-def make_fig13_gallery(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """Per problem and split: y, B y, each architecture's output, LE-MMSE, truth (one image, one σ)."""
-    m, chosen = select_fig13(inputs)
-    probs = problems(m)
-    archs = ordered(m["arch"], ARCH_ORDER)
-    sigma = pick_sigmas(m["sigma"], 3)[len(pick_sigmas(m["sigma"], 3)) // 2]
-    rows = [(task, pre, split) for task, pre in probs for split in ordered(fix(m, task=task, preinverse=pre)["split"], ("train", "test"))]
+def draw_fig13(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+    """Per data set × P block, per problem and split: y, B y, each architecture's output, LE-MMSE, truth."""
+    f = sel.frame
+    archs = ordered(f["arch"], ARCH_ORDER)
+    rows = list(dict.fromkeys(f[["dataset", "patch", "task", "preinverse", "split"]].itertuples(index=False, name=None)))
     ncols = 4 + len(archs)
-    fig, axes = style.new_figure(len(rows), ncols, panel=(1.35, 1.5))
-    from lemmse.data import load_clean
-
-    ds, n, p = chosen["dataset"], chosen["train_size"], chosen["patch"]
-    for r, (task, pre, split) in enumerate(rows):
-        part = fix(m, task=task, preinverse=pre, split=split)
-        image = int(sorted(part["image"].unique())[0])
+    fig, axes = style.new_figure(len(rows), ncols, panel=(1.25, 1.4))
+    stores = _Stores()
+    n, sigma = sel.fixed["train_size"], sel.fixed["sigma"]
+    for r, (ds, p, task, pre, split) in enumerate(rows):
+        part = fix(f, dataset=ds, patch=p, task=task, preinverse=pre, split=split)
+        image = int(part["image"].iloc[0])
         meas = inputs.stores.measurements(ds, task)
-        y = pick(_open(meas), "y", split=split, image=image, sigma=sigma)
-        truth = load_clean(meas, split)[image]
-        est = pick(_open(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds)), "xhat", split=split, image=image,
+        y = pick(stores(meas), "y", split=split, image=image, sigma=sigma)
+        est = pick(stores(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds)), "xhat", split=split, image=image,
                    sigma=sigma)
         panels = [(y, "y"), (apply_preinverse(inputs, task, pre, y), "B y")]
         for arch in archs:
-            if fix(part, arch=arch).empty:  # this architecture was not trained for this problem
+            cell = fix(part, arch=arch)
+            if cell.empty:
                 panels.append((None, f"{style.arch_label(arch)}\n(not trained here)"))
                 continue
-            out = pick(_open(inputs.stores.network(ds, task, pre, arch, p, n, ds)), "xhat", split=split, image=image,
+            out = pick(stores(inputs.stores.network(ds, task, pre, arch, p, n, ds)), "xhat", split=split, image=image,
                        sigma=sigma)
-            row = fix(part, arch=arch, image=image)
-            row = row[np.isclose(row["sigma"], sigma)]["psnr_net_est"]
-            panels.append((out, style.arch_label(arch) + (f"\n{row.iloc[0]:.1f} dB to LE-MMSE" if len(row) else "")))
-        panels += [(est, "LE-MMSE"), (truth, "truth")]
+            v = float(cell["psnr_net_est"].iloc[0])
+            panels.append((out, style.arch_label(arch) + (f"\n{v:.1f} dB to LE-MMSE" if np.isfinite(v) else "")))
+        panels += [(est, "LE-MMSE"), (_truth(inputs, ds, task, split, image), "truth")]
         for c, (img, title) in enumerate(panels):
             if img is None:
                 axes[r, c].axis("off")
@@ -177,127 +192,108 @@ def make_fig13_gallery(inputs: FigureInputs, out_png: Path, *, config_label: str
                 continue
             style.image_panel(axes[r, c], img, title)
         label = inputs.problem_label(task, pre).replace(", ", "\n")
-        axes[r, 0].set_ylabel(f"{label}\n{split} #{image}", fontsize=7.5)
-    style.save(fig, out_png, config_label=config_label,
-               title=f"Fig. 13 — outputs at σ = {sigma:g} ({describe(chosen)})")
+        axes[r, 0].set_ylabel(f"{ds}, P = {p}\n{label}\n{split} #{image}", fontsize=7)
+    style.save(fig, out_png, config_label=config_label, title=f"Fig. 13–16 — outputs ({fixed_text(sel.fixed)})")
 
 
 # ------------------------------------------------------------------------------------------ fig 20-22
-MASS_STATISTICS = ("mass99_observed_mean", "mass99_observed_median")
-
-
-def select_fig20_22(inputs: FigureInputs):
-    a = in_distribution(fix(inputs.analytic, estimator="lemmse")).dropna(subset=list(MASS_STATISTICS))
-    a, chosen = reference_slice(require(a, "analytic LE-MMSE rows with mass99_observed_mean/median", "fig20_22_mass"),
-                                "fig20_22_mass", free=("arch",))
-    return a, chosen
-
-
-def make_fig20_22_mass(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """Left: the number of patches holding 99 % of the LE-MMSE weight over the OBSERVED pixels (stratum rank
-    > 0; at fully hidden pixels it is ⌈0.99·D·S₀⌉ by construction) — its per-image mean (top) and median
-    (bottom), averaged over images — against σ (B = I solid, physics-aware dash-dot); right: per-pixel maps of
-    the count for one test image at a few σ (log colour scale)."""
-    a, chosen = select_fig20_22(inputs)
-    probs = problems(a)[:4]
-    split = "test" if "test" in set(a["split"]) else "train"
-    sigmas = pick_sigmas(a["sigma"], 4)
-    fig = style.plt.figure(figsize=(4.2 + 1.5 * len(sigmas), max(4.4, 1.55 * len(probs))), layout="constrained")
-    grid = fig.add_gridspec(max(len(probs), 2), 1 + len(sigmas), width_ratios=[2.6] + [1] * len(sigmas))
-    half = max(len(probs), 2) // 2
-    for row, (statistic, rows) in enumerate(zip(MASS_STATISTICS, (slice(0, half), slice(half, None)))):
-        ax = fig.add_subplot(grid[rows, 0])
-        for task, pre in problems(a):
-            stats = mean_by(fix(a, task=task, preinverse=pre, split=split), ["sigma"], statistic)
-            ax.plot(stats["sigma"], stats["mean"], marker="o", markersize=3.5, color=style.TASK_COLORS.get(task, "0.4"),
-                    linestyle=style.AGNOSTIC_STYLE if inputs.is_agnostic(pre) else style.AWARE_STYLE,
-                    label=inputs.problem_label(task, pre))
-        style.sigma_axis(ax, a["sigma"])
-        ax.set_yscale("log")
-        ax.set_ylabel(style.MASS_OBSERVED_LABEL.format(statistic=statistic.rsplit("_", 1)[1]), fontsize=7.5)
-        if row == 0:
-            ax.set_title(f"Fig. 20 — mass concentration ({split} images)")
-            ax.legend(fontsize=7)
-    maps = {}
-    ds, n, p = chosen["dataset"], chosen["train_size"], chosen["patch"]
-    for r, (task, pre) in enumerate(probs):
-        store = _open(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds))
-        image = int(sorted(fix(a, task=task, preinverse=pre, split=split)["image"].unique())[0])
-        for c, s in enumerate(sigmas):
-            maps[r, c] = pick(store, "mass99", split=split, image=image, sigma=s).astype(np.float64)
-    hi = max(float(np.nanmax(v)) for v in maps.values()) if maps else 1.0
+def draw_fig20_22(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+    """Per data set: the mass summaries against σ (mean and median over observed pixels, B = I solid,
+    physics-aware dash-dot) and the per-pixel count maps of one test image at a few σ."""
+    maps = sel.extra["maps"]
+    datasets = ordered(sel.frame["dataset"])
+    probs = {ds: list(dict.fromkeys(fix(maps, dataset=ds)[["task", "preinverse"]].itertuples(index=False, name=None)))
+             for ds in datasets}
+    sigmas = ordered(maps["sigma"])
+    nrows = sum(max(len(p), 2) for p in probs.values())
+    fig = style.plt.figure(figsize=(4.4 + 1.4 * len(sigmas), 1.5 * nrows + 0.6), layout="constrained")
+    grid = fig.add_gridspec(nrows, 1 + len(sigmas), width_ratios=[2.6] + [1] * len(sigmas))
+    stores = _Stores()
+    loaded, positions = {}, []
+    top = 0
+    for ds in datasets:
+        k = max(len(probs[ds]), 2)
+        half = k // 2
+        curves = fix(sel.frame, dataset=ds)
+        for row, (statistic, rows) in enumerate(zip(MASS_STATISTICS, (slice(top, top + half), slice(top + half, top + k)))):
+            ax = fig.add_subplot(grid[rows, 0])
+            for task, pre in probs[ds]:
+                part = fix(curves, statistic=statistic, task=task, preinverse=pre).sort_values("sigma")
+                ax.plot(part["sigma"], part["mean"], marker="o", markersize=3.5, color=style.TASK_COLORS.get(task, "0.4"),
+                        linestyle=style.AGNOSTIC_STYLE if inputs.is_agnostic(pre) else style.AWARE_STYLE,
+                        label=inputs.problem_label(task, pre))
+            style.sigma_axis(ax, curves["sigma"])
+            ax.set_yscale("log")
+            ax.set_ylabel(style.MASS_OBSERVED_LABEL.format(statistic=statistic.rsplit("_", 1)[1]), fontsize=7)
+            if row == 0:
+                ax.set_title(f"Fig. 20 — {ds} ({sel.frame['split'].iloc[0]} images)", fontsize=8.5)
+                ax.legend(fontsize=6.5)
+        for r, (task, pre) in enumerate(probs[ds]):
+            cell = fix(maps, dataset=ds, task=task, preinverse=pre)
+            store = stores(inputs.stores.analytic(ds, task, pre, "lemmse", int(cell["patch"].iloc[0]),
+                                                  int(cell["train_size"].iloc[0]), ds))
+            for m in cell.itertuples(index=False):
+                c = sigmas.index(m.sigma)
+                loaded[top + r, c] = pick(store, "mass99", split=m.split, image=int(m.image), sigma=m.sigma).astype(float)
+                positions.append((top + r, c, ds, task, pre))
+        top += k
+    hi = max((float(np.nanmax(v)) for v in loaded.values()), default=1.0)
     norm = style.log_norm(1.0, max(hi, 10.0))
     handle = None
-    for (r, c), arr in maps.items():
+    map_axes = []
+    for (r, c, ds, task, pre) in positions:
         axm = fig.add_subplot(grid[r, 1 + c])
-        handle = axm.imshow(np.maximum(arr, 1.0), cmap="magma", norm=norm, interpolation="nearest")
+        map_axes.append(axm)
+        handle = axm.imshow(np.maximum(loaded[r, c], 1.0), cmap="magma", norm=norm, interpolation="nearest")
         axm.set_xticks([])
         axm.set_yticks([])
         axm.grid(False)
-        if r == 0:
-            axm.set_title(f"σ = {sigmas[c]:g}")
+        axm.set_title(f"σ = {sigmas[c]:g}", fontsize=7)
         if c == 0:
-            axm.set_ylabel(inputs.problem_label(*probs[r]).replace(", ", "\n"), fontsize=7.5)
+            axm.set_ylabel(f"{ds}\n" + inputs.problem_label(task, pre).replace(", ", "\n"), fontsize=7)
     if handle is not None:
-        fig.colorbar(handle, ax=fig.axes[2:], label="patches holding 99 % (per pixel, every pixel)", shrink=0.8)
-    style.save(fig, out_png, config_label=config_label, title=f"Fig. 20–22 — mass ({describe(chosen)})")
+        fig.colorbar(handle, ax=map_axes, label="patches holding 99 % (per pixel, every pixel)", shrink=0.6)
+    style.save(fig, out_png, config_label=config_label, title=f"Fig. 20–22 — mass ({fixed_text(sel.fixed)})")
 
 
 # --------------------------------------------------------------------------------------------- fig 23
-def select_fig23(inputs: FigureInputs):
-    """In-distribution LE-MMSE rows of the reference data set and N, every patch size (key columns only)."""
-    a = in_distribution(fix(inputs.analytic, estimator="lemmse"))
-    a, chosen = reference_slice(require(a, "analytic LE-MMSE rows", "fig23_patchwork"), "fig23_patchwork",
-                                free=("arch", "patch"))
-    return a, chosen
-
-
-def fig23_patches(a) -> dict[tuple[str, str], int]:
-    """(task, pre-inverse) -> the largest P the rows hold for it whose store has source maps
-    (``distinct_sources`` finite; rows of planned tables, all NaN, count as having them)."""
-    have = a if a["distinct_sources"].isna().all() else a.dropna(subset=["distinct_sources"])
-    return {(t, p): int(fix(have, task=t, preinverse=p)["patch"].max()) for t, p in problems(have)}
-
-
-def make_fig23_patchwork(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
-    """Per problem, at the largest P the sweep has for it: the LE-MMSE estimate and its ``source`` map (the
-    training image owning a SINGLE patch with ≥ 50 % of the weight at each pixel, paper §D.5; white = none)
-    at a few σ, for one test image."""
+def draw_fig23(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+    """Per data set × problem, at its largest P: the LE-MMSE estimate and its single-patch source map at a
+    few σ, for one test image."""
     from matplotlib.colors import ListedColormap
 
-    a, chosen = select_fig23(inputs)
-    patch_of = fig23_patches(a)
-    probs = list(patch_of)[:3]
-    split = "test" if "test" in set(a["split"]) else "train"
-    sigmas = pick_sigmas(a["sigma"], 4)
-    fig, axes = style.new_figure(2 * len(probs), len(sigmas) + 1, panel=(1.4, 1.45))
-    ds, n = chosen["dataset"], chosen["train_size"]
-    from lemmse.data import load_clean
-
+    blocks = sel.facet_values()
+    sigmas = ordered(sel.frame["sigma"])
+    fig, axes = style.new_figure(2 * len(blocks), len(sigmas) + 1, panel=(1.4, 1.45))
     base = style.plt.get_cmap("tab20")
-    colours = ListedColormap([base(i % 20) for i in range(max(int(n), 1))]).with_extremes(under="white")
-    for k, (task, pre) in enumerate(probs):
-        p = patch_of[task, pre]
-        store = _open(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds))
-        image = int(sorted(fix(a, task=task, preinverse=pre, patch=p, split=split)["image"].unique())[0])
-        truth = load_clean(inputs.stores.measurements(ds, task), split)[image]
-        style.image_panel(axes[2 * k, 0], truth, f"truth ({split} #{image})")
-        axes[2 * k, 0].set_ylabel(inputs.problem_label(task, pre).replace(", ", "\n") + f"\nP = {p}", fontsize=7.5)
+    stores = _Stores()
+    for k, (ds, task, pre) in enumerate(blocks):
+        cell = fix(sel.frame, dataset=ds, task=task, preinverse=pre)
+        first = cell.iloc[0]
+        p, n, split, image = int(first["patch"]), int(first["train_size"]), str(first["split"]), int(first["image"])
+        colours = ListedColormap([base(i % 20) for i in range(max(n, 1))]).with_extremes(under="white")
+        store = stores(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds))
+        style.image_panel(axes[2 * k, 0], _truth(inputs, ds, task, split, image), f"truth ({split} #{image})")
+        axes[2 * k, 0].set_ylabel(f"{ds}\n" + inputs.problem_label(task, pre).replace(", ", "\n") + f"\nP = {p}",
+                                  fontsize=7)
         axes[2 * k + 1, 0].axis("off")
         axes[2 * k + 1, 0].text(0.5, 0.5, "source image\nper pixel: one\ntraining patch\nholds ≥ 50 %\n(white: none)",
-                                ha="center",
-                                va="center", fontsize=7.5, transform=axes[2 * k + 1, 0].transAxes)
+                                ha="center", va="center", fontsize=7, transform=axes[2 * k + 1, 0].transAxes)
         for c, s in enumerate(sigmas, start=1):
-            style.image_panel(axes[2 * k, c], pick(store, "xhat", split=split, image=image, sigma=s),
-                              f"LE-MMSE, σ = {s:g}")
+            if not np.isclose(cell["sigma"], s).any():
+                axes[2 * k, c].axis("off")
+                axes[2 * k + 1, c].axis("off")
+                continue
+            style.image_panel(axes[2 * k, c], pick(store, "xhat", split=split, image=image, sigma=s), f"LE-MMSE, σ = {s:g}")
             src = pick(store, "source", split=split, image=image, sigma=s)
             owned = float(np.mean(src >= 0)) * 100
             distinct = len(np.unique(src[src >= 0]))
-            axes[2 * k + 1, c].imshow(np.where(src >= 0, src, -1), cmap=colours, vmin=0, vmax=max(int(n) - 1, 1),
+            axes[2 * k + 1, c].imshow(np.where(src >= 0, src, -1), cmap=colours, vmin=0, vmax=max(n - 1, 1),
                                       interpolation="nearest")
             axes[2 * k + 1, c].set_xticks([])
             axes[2 * k + 1, c].set_yticks([])
             axes[2 * k + 1, c].grid(False)
             axes[2 * k + 1, c].set_title(f"{owned:.0f} % owned, {distinct} images", fontsize=7)
     style.save(fig, out_png, config_label=config_label,
-               title=f"Fig. 23 — the LE-MMSE patchwork, single-patch source map ({describe(chosen)}, largest P per problem)")
+               title=f"Fig. 23–24 — the LE-MMSE patchwork, single-patch source map (largest P per problem, "
+                     f"{fixed_text(sel.fixed)})")

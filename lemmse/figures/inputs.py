@@ -4,12 +4,11 @@ A figure function has the signature ``make_x(inputs: FigureInputs, out_png: Path
 config_label: str = "") -> None``. :class:`FigureInputs` holds the ``metrics`` and ``analytic``
 tables (:mod:`lemmse.tables`) and a :class:`StoreLayout` that turns keys into the paths of the
 workflow's stores; :meth:`FigureInputs.load` builds it from the tables folder and the results
-folder. Helpers here select a consistent slice of a table (the reference dataset, architecture,
-patch, train size) and raise :class:`~lemmse.errors.LemmseInputError` naming what is missing.
+folder. Helpers here (pandas only) filter and order table rows; :mod:`lemmse.figures.select` builds
+each figure's frame from them.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -67,7 +66,8 @@ class FigureInputs:
 
     ``preinverses`` maps the pre-inverse labels of the tables to ``{kind, lam}`` (the config's
     ``preinverses`` section), so a figure knows which label is physics-agnostic (``kind identity``)
-    and can apply ``B`` to ``y`` for display. ``variance_stores`` lists the fig4 stores explicitly
+    and can apply ``B`` to ``y`` for display; ``tasks`` is the config's ``tasks`` section (the hole and
+    blur of the operators, so that ``B`` is the configured one). ``variance_stores`` lists the fig4 stores explicitly
     (``None``: look under ``stores.variance(dataset, task)``).
     """
 
@@ -76,6 +76,7 @@ class FigureInputs:
     stores: StoreLayout
     preinverses: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: dict(DEFAULT_PREINVERSES))
     variance_stores: Mapping[str, Path] | None = None
+    tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics = _check_table(self.metrics, "metrics", METRICS_KEYS, METRICS_VALUES)
@@ -84,25 +85,23 @@ class FigureInputs:
     @classmethod
     def load(cls, tables_dir: str | Path, results_dir: str | Path, *,
              preinverses: Mapping[str, Mapping[str, Any]] | None = None,
-             variance_stores: Mapping[str, Path] | None = None) -> "FigureInputs":
+             variance_stores: Mapping[str, Path] | None = None,
+             tasks: Mapping[str, Mapping[str, Any]] | None = None) -> "FigureInputs":
         """Read ``metrics`` and ``analytic`` (``.parquet``, else ``.csv``) from ``tables_dir``."""
         tables = {name: read_table(Path(tables_dir), name) for name in ("metrics", "analytic")}
         return cls(tables["metrics"], tables["analytic"], StoreLayout(Path(results_dir)),
-                   dict(preinverses or DEFAULT_PREINVERSES), variance_stores)
+                   dict(preinverses or DEFAULT_PREINVERSES), variance_stores, dict(tasks or {}))
 
     # -- pre-inverse labels ----------------------------------------------------------------------------
     def preinverse_kind(self, label: str) -> tuple[str, float | None]:
-        """``(kind, lam)`` of a pre-inverse label (``tik1e-2`` style labels are parsed if not configured)."""
+        """``(kind, lam)`` of a pre-inverse label, from the configuration's ``preinverses``."""
         spec = self.preinverses.get(label)
         if spec is not None:
             return str(spec["kind"]), (float(spec["lam"]) if spec.get("lam") is not None else None)
-        match = re.fullmatch(r"tik(?:honov)?[_-]?([0-9.eE+-]+)", label)
-        if match:
-            return "tikhonov", float(match.group(1))
         if label in ("identity", "pinv", "adjoint"):
             return label, None
         raise LemmseInputError(f"pre-inverse label {label!r} is not in the configuration's preinverses "
-                               f"({', '.join(self.preinverses)})")
+                               f"({', '.join(self.preinverses)}); pass the workflow config")
 
     def is_agnostic(self, label: str) -> bool:
         return self.preinverse_kind(label)[0] == "identity"
@@ -144,22 +143,6 @@ def ordered(values: Iterable, order: Iterable = ()) -> list:
     vals = list(dict.fromkeys(values))
     first = [v for v in order if v in vals]
     return first + sorted(v for v in vals if v not in first)
-
-
-def reference_value(df: pd.DataFrame, column: str, prefer: Iterable = ()) -> Any:
-    """The value of ``column`` a figure fixes: a preferred one if present, else the most frequent
-    (ties: the smallest for patch and datasets, the largest for ``train_size``)."""
-    values = df[column].dropna().unique().tolist()
-    if not values:
-        raise LemmseInputError(f"no value of {column} to choose from")
-    for v in prefer:
-        if v in values:
-            return v
-    if column == "train_size":
-        return max(values)
-    counts = df[column].value_counts()
-    best = counts[counts == counts.max()].index.tolist()
-    return sorted(best)[0] if column != "patch" else sorted(best)[len(best) // 2]
 
 
 def in_distribution(df: pd.DataFrame) -> pd.DataFrame:

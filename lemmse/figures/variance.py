@@ -27,8 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from lemmse.errors import LemmseInputError
-from lemmse.figures import style
-from lemmse.figures.inputs import FigureInputs, reference_value
+from lemmse.figures.inputs import FigureInputs
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,11 @@ def variance_stores(inputs: FigureInputs) -> dict[str, Path]:
     tables = inputs.analytic if not inputs.analytic.empty else inputs.metrics
     if tables.empty:
         return {}
-    dataset = reference_value(tables, "dataset")
+    datasets = sorted(tables["dataset"].dropna().unique().tolist())
+    if len(datasets) != 1:
+        raise LemmseInputError(f"fig4_preinverse_variance: name the variance stores (the tables hold the data sets "
+                               f"{datasets}, so the store to read is ambiguous)")
+    dataset = datasets[0]
     found = {t: inputs.stores.variance(dataset, t) for t in VARIANCE_TASKS}
     return {t: p for t, p in found.items() if p.exists()}
 
@@ -121,6 +124,7 @@ def select_fig4(inputs: FigureInputs) -> dict[str, Path]:
 
 def make_fig4_preinverse_variance(inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """Per task: truth, one y, then for B = I and B = A⁺ the mean estimate and the per-pixel variance over draws."""
+    from lemmse.figures import style
     from lemmse.store import open_dataset
 
     stores = select_fig4(inputs)
