@@ -48,7 +48,7 @@ def _network_mem_mb(rule, wildcards):
     from lemmse.cluster import training_memory_mb
     from lemmse.sweep import training_config
 
-    t = training_config(config, wildcards.task, wildcards.preinverse, wildcards.arch, int(wildcards.patch))
+    t = training_config(config, PLAN.network_from_wildcards(wildcards))
     info = PLAN.datasets[wildcards.dataset]
     gpu_job = on_slurm() and int(os.environ.get("LEMMSE_SLURM_GPUS", "1")) > 0
     need = training_memory_mb(t.arch, t.patch, t.preset, t.model_options, channels=info["channels"],
