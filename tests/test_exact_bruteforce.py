@@ -23,8 +23,10 @@ import bruteforce as bf
 from lemmse.estimators import estimate
 
 CASES = bf.TASK_PREINVERSES
-SIGMAS = (0.001, 0.01, 0.1, 1.0)
-PATCHES = (3, 5, 7)
+_SLOW = pytest.mark.slow
+#: The fast tier (-m "not slow") keeps σ = 0.001 and 0.1 at P = 5, every task × pre-inverse; CI runs all.
+SIGMAS = (0.001, pytest.param(0.01, marks=_SLOW), 0.1, pytest.param(1.0, marks=_SLOW))
+PATCHES = (pytest.param(3, marks=_SLOW), 5, pytest.param(7, marks=_SLOW))
 LAM = 0.01
 BLUR_STD = 1.0
 TOL32 = 1e-4

@@ -17,7 +17,7 @@ from fixtures_slurm import SlurmCluster, run_snakemake_on_slurm, slurm_cluster, 
 # Imported so this module works before conftest.py loads the plugin; harmless afterwards.
 __all__ = ["slurm_cluster"]
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def _job_state(job_id: str) -> str:

@@ -35,7 +35,7 @@ from lemmse.training import load_checkpoint
 from test_workflow_slurm import slurm_tiny_config
 from workflow_helpers import SNAKEFILE, job_counts, make_workdir, snakemake
 
-pytestmark = [pytest.mark.workflow, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 def _config(tmp_path: Path, **changes) -> Path:

@@ -64,6 +64,7 @@ def _cmd(data, out, *extra):
     return [sys.executable, "-m", "lemmse", "train", "--train-data", str(data), "--out", str(out), *ARGS, *extra]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     data = tmp_path / "train.npy"
     np.save(data, np.random.default_rng(0).random((12, 1, 8, 8), dtype=np.float32))

@@ -46,6 +46,7 @@ def _results(workdir: Path, plan) -> Path:
     return workdir / plan.results
 
 
+@pytest.mark.slow
 def test_every_stage_and_table(tiny_run, tiny_plan):
     results = _results(tiny_run, tiny_plan)
     m = tiny_plan.config["measurements"]
@@ -79,6 +80,7 @@ def test_every_stage_and_table(tiny_run, tiny_plan):
     assert np.isfinite(xr.open_zarr(tiny_plan.analytics[0].store(results))["xhat"].values).all()
 
 
+@pytest.mark.slow
 def test_every_covered_figure_and_the_claims(tiny_run, tiny_plan):
     results = _results(tiny_run, tiny_plan)
     metrics, analytic = planned_tables(tiny_plan)
@@ -94,12 +96,14 @@ def test_every_covered_figure_and_the_claims(tiny_run, tiny_plan):
     assert len(pd.read_csv(results / "claims.csv")) >= 11
 
 
+@pytest.mark.slow
 def test_rerun_after_success_does_nothing(tiny_run):
     proc = snakemake(tiny_run, "-n", "all")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert job_counts(proc.stdout) == {}, proc.stdout[-3000:]
 
 
+@pytest.mark.slow
 def test_deleting_one_shard_marker_reruns_only_that_shard(tiny_run, tiny_plan):
     results = _results(tiny_run, tiny_plan)
     run = tiny_plan.analytics[0]
@@ -125,6 +129,7 @@ def _wait_for(path: Path, timeout: float = 120) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_killed_shard_rerun_leaves_an_identical_cube(tiny_run, tiny_plan):
     results = _results(tiny_run, tiny_plan)
     run = next(a for a in tiny_plan.analytics if tiny_plan.is_lemmse(a))
@@ -168,6 +173,7 @@ def _one_network_config(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     """kill -9 of the training job after a checkpoint; the rerun resumes there and ends with the
     weights of an uninterrupted run (bitwise, same thread count)."""
@@ -203,6 +209,7 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
             assert torch.equal(outputs["killed"][part][key], value), (part, key)
 
 
+@pytest.mark.slow
 def test_html_report_bundles_figures_and_claims(tiny_run, tiny_plan):
     report = tiny_run / "report.html"
     proc = snakemake(tiny_run, "--report", str(report))
@@ -237,6 +244,7 @@ def test_bad_config_fails_before_any_job(tmp_path, edit, key):
     assert not (workdir / "results").exists()
 
 
+@pytest.mark.slow
 def test_paper_dry_run_with_no_data_on_disk(tmp_path):
     """config/paper.yaml as shipped, in a directory holding none of its data sets: the dry run
     prints the whole plan (job counts checked). No clock is asserted (the CPUs are shared)."""
@@ -249,6 +257,7 @@ def test_paper_dry_run_with_no_data_on_disk(tmp_path):
     assert counts["analytic_shard"] == 990 and sum(counts.values()) > 1000, counts
 
 
+@pytest.mark.slow
 def test_results_load_cli_and_one_liner(tiny_run, tiny_plan, capsys):
     from lemmse.cli.main import main
     from lemmse.gather import load_metrics
