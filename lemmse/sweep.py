@@ -613,7 +613,9 @@ def rule_jobs(plan: Plan, figures: Iterable[str]) -> dict[str, int]:
               "train_network": len(plan.networks), "evaluate_network": len(plan.evaluations),
               "analytic_template": len(plan.analytics), "analytic_shard": shards,
               "analytic_finalize": len(plan.analytics), "variance": len(plan.variance_tasks()),
-              "gather": 1, "study_table": len(plan.config["studies"])}
+              "gather": 1, "study_table": len(plan.config["studies"]),
+              # the claims' extra tables: net-vs-net and pre-inverse pairs, shift-aware memorisation
+              "pair_tables": 1, "memorisation_table": 1}
     counts.update({name: 1 for name in figures})
     counts.update(figure_coverage=1, claims=1, all=1)
     return {rule: n for rule, n in counts.items() if n}
