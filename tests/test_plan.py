@@ -100,7 +100,7 @@ def test_plan_cli_plans_the_paper_config_without_its_data(capsys, tmp_path, monk
     monkeypatch.chdir(tmp_path)  # no data/ here
     assert main(["plan", str(REPO / "config" / "paper.yaml")]) == 0
     out = capsys.readouterr().out
-    assert ": 1296 jobs" in out and any(line.split() == ["train_network", "78"] for line in out.splitlines())
+    assert ": 1498 jobs" in out and any(line.split() == ["train_network", "87"] for line in out.splitlines())
 
 
 @pytest.mark.workflow
