@@ -239,8 +239,9 @@ def test_disk_full_while_saving_a_checkpoint_keeps_the_previous_one(tmp_path, mo
     import torch
 
     from lemmse.training.checkpoint import load_checkpoint, save_checkpoint
+    from lemmse.training.config import FORMAT
 
-    state = {"format": "lemmse.train/1", "config": {}, "step": 1, "model": {"w": torch.ones(3)}, "ema": {},
+    state = {"format": FORMAT, "config": {}, "step": 1, "model": {"w": torch.ones(3)}, "ema": {},
              "optimizer": {}}
     save_checkpoint(tmp_path / "model.pt", state)
     monkeypatch.setattr(torch, "save", lambda obj, handle: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
