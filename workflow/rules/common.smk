@@ -238,3 +238,12 @@ def figure_inputs(name):
 def claims_inputs():
     """Tables, every store (the claims read the tables), and the variance stores."""
     return [*gathered_tables(), *all_evaluations(), *all_analytic(), *variance_stores().values()]
+
+
+def not_covered(name):
+    """An input function that refuses, naming what the config lacks for figure ``name``."""
+
+    def refuse(wildcards):
+        raise WorkflowError(f"{name} is not covered by this config: {SKIPPED_FIGURES[name]}")
+
+    return refuse
