@@ -388,7 +388,8 @@ def read_benchmarks(folder: str | os.PathLike, clock: str = "wall") -> dict[str,
         raise LemmseInputError(f"--compare {folder}: no such folder (a run writes results/benchmarks/)")
     out: dict[str, tuple[int, float]] = {}
     for tsv in sorted(folder.rglob("*.tsv")):
-        rule = tsv.relative_to(folder).parts[0]
+        first = tsv.relative_to(folder).parts[0]
+        rule = first.removesuffix(".tsv")  # a one-job rule's file sits at the top: <rule>.tsv
         frame = pd.read_csv(tsv, sep="\t")
         column = CLOCKS[clock]
         if column not in frame.columns or frame.empty:

@@ -127,7 +127,16 @@ def writing(path: Path, what: str) -> Iterator[None]:
     except StoreWriteError:
         raise
     except OSError as err:
+        _remove_partial_files(Path(path))
         raise _write_error(path, what, err) from err
+
+
+def _remove_partial_files(path: Path) -> None:
+    """Drop the temporary ``*.partial`` files an interrupted Zarr write leaves in a store (a full
+    disk can stop it between writing the temporary file and renaming it into place)."""
+    if path.is_dir():
+        for leftover in path.rglob("*.partial"):
+            leftover.unlink(missing_ok=True)
 
 
 def require_writable(folder: str | os.PathLike, what: str = "results into") -> None:

@@ -253,7 +253,7 @@ def test_paper_dry_run_with_no_data_on_disk(tmp_path):
     proc = snakemake(workdir, "-n", "all", configfile=REPO / "config" / "paper.yaml")
     assert proc.returncode == 0, proc.stdout[-4000:]
     counts = job_counts(proc.stdout)
-    assert counts["prepare_dataset"] == 4 and counts["train_network"] == 78, counts
+    assert counts["prepare_dataset"] == 4 and counts["train_network"] == 87, counts
     assert counts["analytic_shard"] == 990 and sum(counts.values()) > 1000, counts
 
 
@@ -300,7 +300,10 @@ def test_cost_model_against_the_tiny_run_benchmarks(tiny_run, tiny_plan, tmp_pat
     figures = [name for name, why in figure_coverage(tiny_plan).items() if why is None]
     costs = predict(tiny_plan, figures, rates)
     measured = read_benchmarks(_results(tiny_run, tiny_plan) / "benchmarks", clock="cpu")
-    assert set(measured) == {"prepare_dataset", "train_network", "analytic_shard", "variance"}
+    # the rules whose cost the model derives from FLOPs (the others are job start-up only)
+    modelled = {"prepare_dataset", "train_network", "analytic_shard", "variance"}
+    assert modelled <= set(measured), sorted(measured)
+    measured = {rule: measured[rule] for rule in modelled}
     for rule, (jobs, seconds) in measured.items():
         assert jobs == costs[rule].jobs, rule
     ratios = {rule: seconds / costs[rule].seconds for rule, (jobs, seconds) in measured.items()}
