@@ -254,7 +254,7 @@ def test_paper_dry_run_with_no_data_on_disk(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:]
     counts = job_counts(proc.stdout)
     assert counts["prepare_dataset"] == 4 and counts["train_network"] == 87, counts
-    assert counts["analytic_shard"] == 990 and sum(counts.values()) > 1000, counts
+    assert counts["analytic_shard"] == 1160 and sum(counts.values()) > 1000, counts  # 58 stores × 10 σ × 2 image blocks
 
 
 @pytest.mark.slow
