@@ -497,6 +497,10 @@ def _networks_to_time(plan: Plan | None) -> list[dict]:
     return list(seen.values())
 
 
+#: Most training steps :func:`_time_training` times before it settles for an upper bound.
+MAX_TIMED_STEPS = 160
+
+
 def _time_training(plan: Plan | None, net: Mapping[str, Any], device: str, warmup: int, steps: int,
                    clock: str) -> float:
     """Seconds per step of the real training loop (:func:`lemmse.training.loop.train`) on random
@@ -523,7 +527,19 @@ def _time_training(plan: Plan | None, net: Mapping[str, Any], device: str, warmu
             return _now(clock) - start
 
     seconds(1)  # warm caches and lazy imports
-    return max(seconds(warmup + steps) - seconds(warmup), 0.0) / steps
+    # The difference of two runs is the steps' own time only when it stands out of the set-up's
+    # jitter: a tiny network's few steps can cost less than that jitter (a difference <= 0 was seen
+    # under load), so the timed steps double until they are at least a fifth of the longer run.
+    while True:
+        short = min(seconds(warmup), seconds(warmup))
+        long = min(seconds(warmup + steps), seconds(warmup + steps))
+        if long - short >= 0.2 * long:
+            return (long - short) / steps
+        if steps >= MAX_TIMED_STEPS:
+            log.warning("training steps of %s do not stand out of the set-up time after %d steps: "
+                        "using the whole run's time per step (an upper bound)", net["arch"], steps)
+            return long / (warmup + steps)
+        steps *= 2
 
 
 def measure_rates(*, plan: Plan | None = None, device: str = "cpu", repeats: int = 3, train_steps: int = 5,
