@@ -295,7 +295,7 @@ def _check_study(config: dict, info: dict, where: str, study: dict) -> None:
 def sigma_spec(training: Mapping[str, Any]) -> str:
     """``0.05`` for a fixed training σ, ``0-1`` for a range, ``0.005-1log`` for a log-uniform one
     (:attr:`lemmse.training.config.TrainConfig.sigma_spec`)."""
-    from lemmse.training.config import format_sigma_spec
+    from lemmse.training.sigma_spec import format_sigma_spec
 
     return format_sigma_spec(training["sigma_min"], training["sigma_max"], training.get("sigma_sampling", "uniform"))
 

@@ -14,14 +14,26 @@ bundled with scikit-learn / scikit-image (no download; :mod:`lemmse.data.embedde
 """
 from __future__ import annotations
 
-from lemmse.data.measurements import (build_measurements, create_measurement_store, finalize_measurements,
-                                      load_clean, load_measurements, measure, noise, open_measurements,
-                                      validate_sigmas)
-from lemmse.data.prepare import (DATASETS, SPLITS, array_sha256, build_dataset, get_spec, load_split,
-                                 open_data, prepare_dataset, resolve_config)
+import importlib
 
-__all__ = [
-    "DATASETS", "SPLITS", "prepare_dataset", "build_dataset", "resolve_config", "get_spec", "load_split",
-    "open_data", "array_sha256", "build_measurements", "create_measurement_store", "measure",
-    "finalize_measurements", "load_measurements", "load_clean", "open_measurements", "noise", "validate_sigmas",
-]
+#: Public name -> the submodule that defines it, imported on first use (PEP 562): planning a
+#: workflow reads the data set registry without importing every reader and store module.
+_EXPORTS = {
+    **dict.fromkeys(("build_measurements", "create_measurement_store", "finalize_measurements", "load_clean",
+                     "load_measurements", "measure", "noise", "open_measurements", "validate_sigmas"),
+                    "measurements"),
+    **dict.fromkeys(("DATASETS", "SPLITS", "array_sha256", "build_dataset", "get_spec", "load_split", "open_data",
+                     "prepare_dataset", "resolve_config"), "prepare"),
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

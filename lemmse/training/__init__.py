@@ -4,13 +4,29 @@
 * :func:`load_trained` (the EMA network of a model directory) and :func:`infer_store`
   (``lemmse infer``).
 """
-from lemmse.training.checkpoint import CHECKPOINT, OPTIONS, STATS, load_checkpoint
-from lemmse.training.config import TrainConfig, resolve_config, validate
-from lemmse.training.infer import infer_store, load_trained
-from lemmse.training.loop import TrainingDivergedError, TrainingInterrupted, TrainResult, cosine_lr, train
+from __future__ import annotations
 
-__all__ = [
-    "TrainConfig", "resolve_config", "validate", "train", "TrainResult", "TrainingDivergedError",
-    "TrainingInterrupted",
-    "cosine_lr", "load_checkpoint", "load_trained", "infer_store", "CHECKPOINT", "OPTIONS", "STATS",
-]
+import importlib
+
+#: Public name -> the submodule that defines it. Imported on first use (PEP 562), so that
+#: ``lemmse.training.sigma_spec`` and ``lemmse.training.config`` can be reached without PyTorch's
+#: import cost in workflow jobs that only plan paths.
+_EXPORTS = {
+    "CHECKPOINT": "checkpoint", "OPTIONS": "checkpoint", "STATS": "checkpoint", "load_checkpoint": "checkpoint",
+    "TrainConfig": "config", "resolve_config": "config", "validate": "config",
+    "infer_store": "infer", "load_trained": "infer",
+    "TrainingDivergedError": "loop", "TrainingInterrupted": "loop", "TrainResult": "loop", "cosine_lr": "loop",
+    "train": "loop",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -22,6 +22,7 @@ from lemmse.errors import LemmseInputError
 from lemmse.models import options_dict, resolve_options, validate_patch
 from lemmse.operators import make_problem
 from lemmse.training.sampling import SIGMA_SAMPLINGS
+from lemmse.training.sigma_spec import format_sigma_spec
 
 #: Version of the resolved-config / checkpoint layout.
 FORMAT = "lemmse.train/2"  # 2: the network is wrapped in ScaledInput
@@ -69,13 +70,6 @@ class TrainConfig:
     def sigma_spec(self) -> str:
         """The ``sigma{spec}`` path component: see :func:`format_sigma_spec`."""
         return format_sigma_spec(self.sigma_min, self.sigma_max, self.sigma_sampling)
-
-
-def format_sigma_spec(sigma_min: float, sigma_max: float, sampling: str = "uniform") -> str:
-    """``0.05`` for a fixed σ, ``0-1`` for a uniform range, ``0.005-1log`` for a log-uniform one."""
-    if sigma_min == sigma_max:
-        return f"{sigma_min:g}"
-    return f"{sigma_min:g}-{sigma_max:g}" + ("log" if sampling == "log-uniform" else "")
 
 
 #: Keys of the resolved config that may change between a run and its resumption.
