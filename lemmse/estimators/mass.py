@@ -26,8 +26,9 @@ within 0.8 % of the crossing bin's population at large σ (where the counts are 
 thousands). ``f`` is measured against the estimate pass's ``Z`` (relative error ~1e-6 with
 float32 sums, 1e-15 in float64).
 
-The histogram is one ``index_add_`` of complex numbers ``1 + i·w`` per key (count and mass in a
-single scatter), with the bin index computed by one affine map, ``floor`` and ``clamp``. Keys
+The histogram is two float64 ``index_add_`` scatters per tile (a count of ones and the weights),
+with the bin index computed by one affine map, ``floor`` and ``clamp`` (a single complex-valued
+scatter of ``1 + i·w`` was measured 2-6× slower than the pair on CPU). Keys
 below ``lo`` are skipped when they are most of a tile (small σ: typically 85–99 % of the keys).
 """
 from __future__ import annotations
@@ -66,11 +67,12 @@ class MassCounter:
         self.width = (self.hi - self.lo) / bins  # δ per query
         q = log_z.shape[0]
         # row r: bins 0..bins-1 from the top, bin ``bins`` = underflow (u < lo)
-        self.hist = torch.zeros(q * (bins + 1), dtype=torch.complex128, device=log_z.device)
+        self.count = torch.zeros(q * (bins + 1), dtype=torch.float64, device=log_z.device)
+        self.mass = torch.zeros(q * (bins + 1), dtype=torch.float64, device=log_z.device)
         self._scale = -1.0 / self.width
         self._offset = self.hi / self.width
         self._row_base = torch.arange(q, dtype=torch.float64, device=log_z.device) * (bins + 1)
-        self._src = torch.empty(0, dtype=torch.complex128, device=log_z.device)
+        self._ones = torch.empty(0, dtype=torch.float64, device=log_z.device)
         self._pos = torch.empty(0, dtype=torch.float64, device=log_z.device)
 
     def update(self, rows: slice, logits: torch.Tensor, values=None, *, first_owner: int = 0,
@@ -96,27 +98,33 @@ class MassCounter:
             row = torch.div(flat, k, rounding_mode="floor") + rows.start
             pos = torch.addcmul(self._offset[row], u_kept, self._scale[row])
             pos.floor_().clamp_(0.0, float(self.bins - 1)).add_(self._row_base[row])
-            src = torch.complex(torch.ones_like(u_kept), u_kept.exp_())
-            self.hist.index_add_(0, pos.to(torch.long), src)
+            index = pos.to(torch.long)
+            self.count.index_add_(0, index, self._ones_of(index.numel()))
+            self.mass.index_add_(0, index, u_kept.exp_())
             return
         n = q * k
         if self._pos.numel() < n:
             self._pos = torch.empty(n, dtype=torch.float64, device=u.device)
-            self._src = torch.empty(n, dtype=torch.complex128, device=u.device)
-            torch.view_as_real(self._src)[:, 0].fill_(1.0)
         pos = self._pos[:n].view(q, k)
         torch.addcmul(self._offset[rows, None], u, self._scale[rows, None], out=pos)
         pos.floor_().clamp_(0.0, float(self.bins - 1))
         pos.masked_fill_(~keep, float(self.bins)).add_(self._row_base[rows, None])
         weight = u.clamp_(min=lo - self.width[rows, None]).exp_()  # float64: equal weights stay equal
-        torch.view_as_real(self._src[:n])[:, 1].copy_(weight.view(-1))
-        self.hist.index_add_(0, pos.view(-1).to(torch.long), self._src[:n])
+        index = pos.view(-1).to(torch.long)
+        self.count.index_add_(0, index, self._ones_of(n))
+        self.mass.index_add_(0, index, weight.view(-1))
+
+    def _ones_of(self, n: int) -> torch.Tensor:
+        """``n`` float64 ones (one buffer, grown on demand): each key's contribution to its bin's count."""
+        if self._ones.numel() < n:
+            self._ones = torch.ones(n, dtype=torch.float64, device=self.count.device)
+        return self._ones[:n]
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(k_lo, k_hi)`` ``(Q,)`` int64: the exact count ``k*`` lies in ``[k_lo, k_hi]``."""
         q = self.log_z.shape[0]
-        table = self.hist.view(q, self.bins + 1)[:, : self.bins]
-        count, mass = table.real, table.imag
+        count = self.count.view(q, self.bins + 1)[:, : self.bins]
+        mass = self.mass.view(q, self.bins + 1)[:, : self.bins]
         cum_mass = mass.cumsum(dim=1)
         cum_count = count.cumsum(dim=1)
         crossed = cum_mass >= self.fraction
