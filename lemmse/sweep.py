@@ -444,6 +444,21 @@ class Plan:
         """Whether ``run`` is a plain LE-MMSE store."""
         return self.kind(run) == "lemmse"
 
+    def analytic_keys(self, run: AnalyticRun) -> dict[str, Any]:
+        """The columns of ``run``'s rows of the ``analytic`` table but σ, split and image (keys and
+        label columns of :mod:`lemmse.tables`), labels resolved here once."""
+        pre, est = self.preinverse(run.preinverse), self.estimator(run.estimator)
+        return {"dataset": run.dataset, "eval_dataset": run.eval_dataset, "task": run.task,
+                "preinverse": run.preinverse, "estimator": est.kind, "smoothing": est.smoothing, "patch": run.patch,
+                "train_size": run.train_size, "preinverse_kind": pre.kind,
+                "lam": pre.lam if pre.lam is not None else float("nan"), "estimator_label": est.label}
+
+    def metrics_keys(self, comparison: "Comparison") -> dict[str, Any]:
+        """The columns of ``comparison``'s rows of the ``metrics`` table but σ, split and image."""
+        net = comparison.evaluation.run
+        return {**self.analytic_keys(comparison.analytic), "dataset": net.dataset,
+                "eval_dataset": comparison.evaluation.eval_dataset, "arch": net.arch, "train_sigma": net.spec}
+
     def wants_diagnostics(self, run: AnalyticRun) -> bool:
         """Whether ``run``'s store computes the LE-MMSE diagnostics — THE one place this is decided.
 

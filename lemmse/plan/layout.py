@@ -103,8 +103,7 @@ class Layout:
 
     def benchmark(self, rule: str, job: str | None = None) -> str:
         """``benchmarks/{rule}/{job}.tsv`` (``benchmarks/{rule}.tsv`` for a one-job rule)."""
-        base = self.pattern("benchmarks")
-        return f"{base}/{rule}/{job}.tsv" if job else f"{base}/{rule}.tsv"
+        return benchmark_file(self.pattern("benchmarks"), rule, job)
 
     # -- concrete paths (records) ------------------------------------------------------------------------
     def path(self, name: str, record: Any = None, **wildcards: Any) -> Path:
@@ -129,6 +128,11 @@ class Layout:
 
     def table(self, table: str) -> Path:
         return self.path("table", table=table)
+
+
+def benchmark_file(folder: str | Path, rule: str, job: str | None = None) -> str:
+    """The benchmark file pattern of ``rule``'s job ``job`` under a benchmarks ``folder``."""
+    return f"{folder}/{rule}/{job}.tsv" if job else f"{folder}/{rule}.tsv"
 
 
 def _choice(values: Iterable[Any]) -> str:
@@ -157,12 +161,14 @@ def wildcard_constraints(plan) -> dict[str, str]:
 
 
 def match(pattern: str, path: str | Path, constraints: Mapping[str, str]) -> dict[str, str] | None:
-    """The wildcards of ``path`` read back through ``pattern`` (Snakemake's matching), else ``None``."""
+    """The wildcards of ``path`` read back through ``pattern`` (Snakemake's matching), else ``None``.
+
+    A wildcard without a constraint matches within one path component."""
     regex, seen = [], set()
     for literal, field, _, _ in string.Formatter().parse(pattern):
         regex.append(re.escape(literal))
         if field:
-            regex.append(f"(?P={field})" if field in seen else f"(?P<{field}>{constraints.get(field, '.+')})")
+            regex.append(f"(?P={field})" if field in seen else f"(?P<{field}>{constraints.get(field, '[^/]+')})")
             seen.add(field)
     found = re.fullmatch("".join(regex), str(path))
     return found.groupdict() if found else None
