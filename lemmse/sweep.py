@@ -11,8 +11,10 @@ dataset rule, so a config can be planned before its data sets are on disk.
 :func:`make_plan` expands the studies into frozen records — :class:`NetworkRun` (one trained
 network), :class:`NetworkEval` (its outputs on one data set's measurements), :class:`AnalyticRun`
 (one estimator store) and :class:`Comparison` (a network evaluation paired with an estimator
-store, one block of rows of the ``metrics`` table) — each knowing its paths. Snakemake rules,
-scripts and the gather stage all read the same records, so a path is spelled in one place.
+store, one block of rows of the ``metrics`` table) — each knowing its wildcards, hence its paths
+in the results layout (:mod:`lemmse.plan.layout`, the one place a path is spelled). Labels are
+resolved once into :mod:`lemmse.plan.specs` (``Plan.preinverses``, ``Plan.estimators``);
+``Plan.analytic_keys``/``Plan.metrics_keys`` give a record's table columns.
 """
 from __future__ import annotations
 

@@ -129,4 +129,5 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
         _save(xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.3))}, coords=coords),
               results / "analytic" / DATASET / task / pre / "lemmse" / f"P{patch}" / f"N{n}" / f"{OOD}.zarr")
         _save(xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.35))}, coords=coords),
-              results / "networks" / DATASET / task / pre / "unet" / f"P{patch}" / f"N{n}" / f"sigma{TRAIN_SIGMA}" / f"{OOD}.zarr")
+              results / "networks" / DATASET / task / pre / "unet" / f"P{patch}" / f"N{n}" / f"sigma{TRAIN_SIGMA}"
+              / f"{OOD}.zarr")

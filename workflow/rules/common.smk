@@ -1,6 +1,7 @@
 # Helpers shared by every stage: the validated config, the plan of jobs, the results layout
-# (lemmse.plan.layout: every path pattern of the rule files) and input functions. The config is checked against schemas/config.schema.yaml (and for
-# semantics) by lemmse.sweep before any job is built; a bad key fails here, named.
+# (lemmse.plan.layout: every path pattern of the rule files) and input functions. The config is
+# checked against schemas/config.schema.yaml (and for semantics) by lemmse.sweep before any job
+# is built; a bad key fails here, named.
 import os
 
 from lemmse.errors import LemmseInputError
@@ -109,13 +110,10 @@ def trained_marker(run):
 
 def analytic_run(wildcards):
     """The AnalyticRun a job's wildcards name (refused when the plan has no such store)."""
-    from lemmse.sweep import AnalyticRun
-
-    run = AnalyticRun(wildcards.dataset, wildcards.eval_dataset, wildcards.task, wildcards.preinverse,
-                      wildcards.estimator, int(wildcards.patch), int(wildcards.train_size))
-    if run not in PLAN.analytics:
-        raise WorkflowError(f"no analytic store {run} in the config")
-    return run
+    try:
+        return PLAN.analytic_from_wildcards(wildcards)
+    except LemmseInputError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def shard_markers(wildcards):
