@@ -17,8 +17,13 @@ import numpy as np
 import pandas as pd
 
 from lemmse import store as zstore
-from lemmse.sweep import (AnalyticRun, Comparison, Plan, preinverse_options, smoothing_of, task_options)
-from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, DIAGNOSTIC_VALUES, METRICS_KEYS, METRICS_VALUES
+from lemmse.sweep import AnalyticRun, Comparison, Plan, task_options
+from lemmse.tables import (ANALYTIC_KEYS, ANALYTIC_LABELS, ANALYTIC_VALUES, DIAGNOSTIC_VALUES, METRICS_KEYS,
+                           METRICS_LABELS, METRICS_VALUES)
+
+#: Column order of the two tables.
+METRICS_COLUMNS = (*METRICS_KEYS, *METRICS_LABELS, *METRICS_VALUES)
+ANALYTIC_COLUMNS = (*ANALYTIC_KEYS, *ANALYTIC_LABELS, *ANALYTIC_VALUES)
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +47,10 @@ def _clean(plan: Plan, dataset: str, task: str) -> dict[str, np.ndarray]:
 
 
 def _preinverted(plan: Plan, dataset: str, task: str, preinverse: str, y: np.ndarray) -> np.ndarray:
-    """``B y`` for measurements ``y (split, image, sigma, c, h, w)``."""
-    import torch
+    """``B y`` for measurements ``y (split, image, sigma, c, h, w)``: the configured B of ``preinverse``."""
+    from lemmse.operators import preinvert
 
-    from lemmse.operators import make_problem
-
-    pre = preinverse_options(plan.config, preinverse)
-    problem = make_problem(task, tuple(y.shape[-2:]), **task_options(plan.config, task))
-    B = problem.preinverse(pre["preinverse"], pre["lam"])
-    flat = torch.from_numpy(y.reshape(-1, *y.shape[-3:]).astype(np.float64))
-    return B(flat).numpy().reshape(y.shape)
+    return preinvert(y, task, **plan.preinverse(preinverse).options(), **task_options(plan.config, task))
 
 
 def _diag_columns(store, kind: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
@@ -117,10 +116,7 @@ def comparison_rows(plan: Plan, comparison: Comparison, cache: dict) -> pd.DataF
     by = _preinverted(plan, run.eval_dataset, run.task, run.preinverse, y)
     kind = plan.kind(run)
     diag = _diag_columns(est, kind, est_x.shape[:3])
-    r = evaluation.run
-    keys = {"dataset": r.dataset, "eval_dataset": evaluation.eval_dataset, "task": r.task,
-            "preinverse": r.preinverse, "arch": r.arch, "patch": r.patch, "train_size": r.train_size,
-            "estimator": kind, "smoothing": smoothing_of(plan.config, run.estimator)}
+    keys = plan.metrics_keys(comparison)
     values = {"psnr_net_truth": psnr(net_x, x), "psnr_est_truth": psnr(est_x, x), "psnr_net_est": psnr(net_x, est_x),
               "psnr_input_est": psnr(by, est_x)}
     values.update(diag)
@@ -145,9 +141,7 @@ def analytic_rows(plan: Plan, run: AnalyticRun, cache: dict) -> pd.DataFrame:
     truth_dist = nearest_train_distance(x.reshape(-1, *x.shape[2:]), train).reshape(x.shape[:2])
     kind = plan.kind(run)
     diag = _diag_columns(est, kind, est_x.shape[:3])
-    keys = {"dataset": run.dataset, "eval_dataset": run.eval_dataset, "task": run.task, "preinverse": run.preinverse,
-            "estimator": kind, "smoothing": smoothing_of(plan.config, run.estimator), "patch": run.patch,
-            "train_size": run.train_size}
+    keys = plan.analytic_keys(run)
     values = {"psnr_est_truth": psnr(est_x, x[:, :, None]), "nearest_train_distance": dist,
               "truth_nearest_train_distance": np.broadcast_to(truth_dist[:, :, None], est_x.shape[:3]),
               **diag, "distinct_sources": _distinct_sources(est, kind, est_x.shape[:3])}
@@ -159,17 +153,10 @@ def planned_tables(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
     m = plan.config["measurements"]
     grid = (["train", "test"], np.arange(m["n_eval"]), np.asarray(m["sigmas"], dtype=np.float64))
     nan = np.full((2, m["n_eval"], len(m["sigmas"])), np.nan)
-    metrics = [_frame({"dataset": c.evaluation.run.dataset, "eval_dataset": c.evaluation.eval_dataset,
-                       "task": c.analytic.task, "preinverse": c.analytic.preinverse, "arch": c.evaluation.run.arch,
-                       "patch": c.analytic.patch, "train_size": c.analytic.train_size,
-                       "estimator": plan.kind(c.analytic), "smoothing": smoothing_of(plan.config, c.analytic.estimator)},
-                      grid, {k: nan for k in METRICS_VALUES}) for c in plan.comparisons]
-    analytic = [_frame({"dataset": a.dataset, "eval_dataset": a.eval_dataset, "task": a.task,
-                        "preinverse": a.preinverse, "estimator": plan.kind(a),
-                        "smoothing": smoothing_of(plan.config, a.estimator), "patch": a.patch,
-                        "train_size": a.train_size}, grid, {k: nan for k in ANALYTIC_VALUES}) for a in plan.analytics]
-    empty_m = pd.DataFrame(columns=[*METRICS_KEYS, *METRICS_VALUES])
-    empty_a = pd.DataFrame(columns=[*ANALYTIC_KEYS, *ANALYTIC_VALUES])
+    metrics = [_frame(plan.metrics_keys(c), grid, {k: nan for k in METRICS_VALUES}) for c in plan.comparisons]
+    analytic = [_frame(plan.analytic_keys(a), grid, {k: nan for k in ANALYTIC_VALUES}) for a in plan.analytics]
+    empty_m = pd.DataFrame(columns=list(METRICS_COLUMNS))
+    empty_a = pd.DataFrame(columns=list(ANALYTIC_COLUMNS))
     return (pd.concat(metrics, ignore_index=True)[empty_m.columns] if metrics else empty_m,
             pd.concat(analytic, ignore_index=True)[empty_a.columns] if analytic else empty_a)
 
@@ -178,21 +165,21 @@ def metrics_table(plan: Plan) -> pd.DataFrame:
     cache: dict = {}
     frames = [comparison_rows(plan, c, cache) for c in plan.comparisons]
     if not frames:
-        return pd.DataFrame(columns=[*METRICS_KEYS, *METRICS_VALUES])
-    return pd.concat(frames, ignore_index=True)[[*METRICS_KEYS, *METRICS_VALUES]]
+        return pd.DataFrame(columns=list(METRICS_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(METRICS_COLUMNS)]
 
 
 def analytic_table(plan: Plan) -> pd.DataFrame:
     cache: dict = {}
     frames = [analytic_rows(plan, a, cache) for a in plan.analytics]
-    return pd.concat(frames, ignore_index=True)[[*ANALYTIC_KEYS, *ANALYTIC_VALUES]]
+    return pd.concat(frames, ignore_index=True)[list(ANALYTIC_COLUMNS)]
 
 
 def study_table(plan: Plan, study: str, out: str | Path) -> pd.DataFrame:
     """The metrics rows of one study, written to ``out`` (Parquet) atomically."""
     cache: dict = {}
     frames = [comparison_rows(plan, c, cache) for c in plan.studies[study]]
-    columns = [*METRICS_KEYS, *METRICS_VALUES]
+    columns = list(METRICS_COLUMNS)
     frame = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +206,7 @@ def write_tables(plan: Plan, out_dir: Path) -> dict[str, Path]:
             _atomic_file(path, writer)
             paths[f"{name}{suffix}"] = path
         log.info("%s: %d rows", name, len(frame))
-    cube = tables["metrics"].set_index(list(METRICS_KEYS)).to_xarray()
+    cube = tables["metrics"].drop(columns=list(METRICS_LABELS)).set_index(list(METRICS_KEYS)).to_xarray()
     cube.attrs = {"description": "PSNR and density metrics of trained networks against analytic estimators "
                                  "(lemmse.tables documents every variable)", "rows": int(len(tables["metrics"]))}
     zstore.save_dataset(cube, out_dir / "metrics.zarr")

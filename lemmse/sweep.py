@@ -11,8 +11,10 @@ dataset rule, so a config can be planned before its data sets are on disk.
 :func:`make_plan` expands the studies into frozen records — :class:`NetworkRun` (one trained
 network), :class:`NetworkEval` (its outputs on one data set's measurements), :class:`AnalyticRun`
 (one estimator store) and :class:`Comparison` (a network evaluation paired with an estimator
-store, one block of rows of the ``metrics`` table) — each knowing its paths. Snakemake rules,
-scripts and the gather stage all read the same records, so a path is spelled in one place.
+store, one block of rows of the ``metrics`` table) — each knowing its wildcards, hence its paths
+in the results layout (:mod:`lemmse.plan.layout`, the one place a path is spelled). Labels are
+resolved once into :mod:`lemmse.plan.specs` (``Plan.preinverses``, ``Plan.estimators``);
+``Plan.analytic_keys``/``Plan.metrics_keys`` give a record's table columns.
 """
 from __future__ import annotations
 
@@ -25,6 +27,9 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from lemmse.errors import LemmseInputError
+from lemmse.plan.layout import Layout
+from lemmse.plan.specs import (BUILTIN_ESTIMATORS, LEMMSE_KINDS, Estimator, PreInverse, estimator_specs, lookup,
+                               preinverse_specs)
 
 #: The schema every config is checked against.
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
@@ -283,7 +288,7 @@ def _check_study(config: dict, info: dict, where: str, study: dict) -> None:
         if label not in config["estimators"]:
             raise LemmseInputError(f"config key {where}.estimators: unknown label {label!r} "
                                    f"(known: {', '.join(config['estimators'])})")
-        if config["estimators"][label]["kind"] not in ("lemmse", "smoothed"):
+        if config["estimators"][label]["kind"] not in LEMMSE_KINDS:
             raise LemmseInputError(f"config key {where}.estimators: {label!r} is not an LE-MMSE kind; "
                                    "networks are compared with lemmse or smoothed estimators")
 
@@ -312,9 +317,14 @@ class NetworkRun:
     train_size: int
     spec: str
 
+    @property
+    def wildcards(self) -> dict[str, Any]:
+        """Its wildcards in the layout's patterns (:mod:`lemmse.plan.layout`)."""
+        return {"dataset": self.dataset, "task": self.task, "preinverse": self.preinverse, "arch": self.arch,
+                "patch": self.patch, "train_size": self.train_size, "spec": self.spec}
+
     def directory(self, results: Path) -> Path:
-        return (Path(results) / "models" / self.dataset / self.task / self.preinverse / self.arch
-                / f"P{self.patch}" / f"N{self.train_size}" / f"sigma{self.spec}")
+        return Layout(results).path("network_dir", self)
 
 
 @dataclass(frozen=True)
@@ -324,10 +334,12 @@ class NetworkEval:
     run: NetworkRun
     eval_dataset: str
 
+    @property
+    def wildcards(self) -> dict[str, Any]:
+        return {**self.run.wildcards, "eval_dataset": self.eval_dataset}
+
     def store(self, results: Path) -> Path:
-        r = self.run
-        return (Path(results) / "networks" / r.dataset / r.task / r.preinverse / r.arch / f"P{r.patch}"
-                / f"N{r.train_size}" / f"sigma{r.spec}" / f"{self.eval_dataset}.zarr")
+        return Layout(results).path("evaluation", self)
 
 
 @dataclass(frozen=True)
@@ -342,15 +354,24 @@ class AnalyticRun:
     patch: int  # 0 for estimators without a patch (mmse, emmse)
     train_size: int
 
+    @property
+    def wildcards(self) -> dict[str, Any]:
+        """Its wildcards in the layout's patterns (:mod:`lemmse.plan.layout`)."""
+        return {"dataset": self.dataset, "eval_dataset": self.eval_dataset, "task": self.task,
+                "preinverse": self.preinverse, "estimator": self.estimator, "patch": self.patch,
+                "train_size": self.train_size}
+
     def stem(self, results: Path) -> Path:
-        return (Path(results) / "analytic" / self.dataset / self.task / self.preinverse / self.estimator
-                / f"P{self.patch}" / f"N{self.train_size}" / self.eval_dataset)
+        return Layout(results).path("analytic_stem", self)
 
     def store(self, results: Path) -> Path:
-        return self.stem(results).with_suffix(".zarr")
+        return Layout(results).path("analytic_store", self)
 
     def complete_marker(self, results: Path) -> Path:
-        return self.stem(results).with_suffix(".complete")
+        return Layout(results).path("analytic_complete", self)
+
+    def shard_marker(self, results: Path, image: int, sigma_index: int) -> Path:
+        return Layout(results).path("analytic_shard", self, image=image, sigma_index=sigma_index)
 
 
 @dataclass(frozen=True)
@@ -375,12 +396,20 @@ class Plan:
     comparisons: list[Comparison] = field(default_factory=list)
     studies: dict[str, list[Comparison]] = field(default_factory=dict)
     memorisation: list[AnalyticRun] = field(default_factory=list)
+    #: Pre-inverse and estimator labels resolved once (:mod:`lemmse.plan.specs`).
+    preinverses: dict[str, PreInverse] = field(default_factory=dict)
+    estimators: dict[str, Estimator] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> Layout:
+        """The results layout (:mod:`lemmse.plan.layout`) under this plan's results folder."""
+        return Layout(self.results)
 
     def data_store(self, dataset: str) -> Path:
-        return self.results / "data" / f"{dataset}.zarr"
+        return self.layout.data(dataset)
 
     def measurement_store(self, dataset: str, task: str) -> Path:
-        return self.results / "measurements" / dataset / f"{task}.zarr"
+        return self.layout.measurements(dataset, task)
 
     def sigmas(self) -> list[float]:
         return list(self.config["measurements"]["sigmas"])
@@ -401,13 +430,36 @@ class Plan:
             raise LemmseInputError(f"the config asks for no analytic store {run}")
         return run
 
+    def preinverse(self, label: str) -> PreInverse:
+        """The resolved pre-inverse of a label (refused, naming the config section, if undefined)."""
+        return lookup(self.preinverses, label, "preinverses")
+
+    def estimator(self, label: str) -> Estimator:
+        """The resolved estimator of a label (refused, naming the config section, if undefined)."""
+        return lookup(self.estimators, label, "estimators")
+
     def kind(self, run: AnalyticRun) -> str:
         """The estimator kind (mmse, emmse, lemmse, smoothed) of ``run``'s label."""
-        return self.config["estimators"].get(run.estimator, {"kind": run.estimator})["kind"]
+        return self.estimator(run.estimator).kind
 
     def is_lemmse(self, run: AnalyticRun) -> bool:
         """Whether ``run`` is a plain LE-MMSE store."""
         return self.kind(run) == "lemmse"
+
+    def analytic_keys(self, run: AnalyticRun) -> dict[str, Any]:
+        """The columns of ``run``'s rows of the ``analytic`` table but σ, split and image (keys and
+        label columns of :mod:`lemmse.tables`), labels resolved here once."""
+        pre, est = self.preinverse(run.preinverse), self.estimator(run.estimator)
+        return {"dataset": run.dataset, "eval_dataset": run.eval_dataset, "task": run.task,
+                "preinverse": run.preinverse, "estimator": est.kind, "smoothing": est.smoothing, "patch": run.patch,
+                "train_size": run.train_size, "preinverse_kind": pre.kind,
+                "lam": pre.lam if pre.lam is not None else float("nan"), "estimator_label": est.label}
+
+    def metrics_keys(self, comparison: "Comparison") -> dict[str, Any]:
+        """The columns of ``comparison``'s rows of the ``metrics`` table but σ, split and image."""
+        net = comparison.evaluation.run
+        return {**self.analytic_keys(comparison.analytic), "dataset": net.dataset,
+                "eval_dataset": comparison.evaluation.eval_dataset, "arch": net.arch, "train_sigma": net.spec}
 
     def wants_diagnostics(self, run: AnalyticRun) -> bool:
         """Whether ``run``'s store computes the LE-MMSE diagnostics — THE one place this is decided.
@@ -450,7 +502,8 @@ def _unique(items: Iterable) -> list:
 def make_plan(config: dict) -> Plan:
     """Expand a validated config (see :func:`load_config`) into its jobs."""
     results = Path(config["results"])
-    plan = Plan(config=config, results=results, datasets=_dataset_info(config))
+    plan = Plan(config=config, results=results, datasets=_dataset_info(config),
+                preinverses=preinverse_specs(config), estimators=estimator_specs(config))
     spec = sigma_spec(config["training"])
     for name, study in config["studies"].items():
         comparisons = []
@@ -474,8 +527,8 @@ def make_plan(config: dict) -> Plan:
     mem = config["memorisation"]
     for ds in mem["datasets"]:
         for problem in mem["problems"]:
-            for label, kind in (("mmse", "mmse"), ("emmse", "emmse"), ("lemmse", "lemmse")):
-                patch = mem["patch"] if kind == "lemmse" else 0
+            for label in BUILTIN_ESTIMATORS:  # MMSE, E-MMSE, LE-MMSE side by side
+                patch = mem["patch"] if plan.estimator(label).patched else 0
                 plan.memorisation.append(AnalyticRun(ds, ds, problem["task"], problem["preinverse"], label, patch,
                                                      mem["train_size"]))
     plan.analytics.extend(plan.memorisation)
@@ -491,9 +544,10 @@ def make_plan(config: dict) -> Plan:
 
 def estimate_options(config: dict, run: AnalyticRun) -> dict[str, Any]:
     """Every keyword of :func:`lemmse.estimators.estimate` for ``run`` but the data and σ."""
+    estimator = lookup(estimator_specs(config), run.estimator, "estimators")
     options = {"task": run.task, **preinverse_options(config, run.preinverse), **task_options(config, run.task),
-               **estimator_options(config, run.estimator)}
-    if options["estimator"] in ("lemmse", "smoothed"):
+               **estimator.options(config["seed"])}
+    if estimator.patched:
         options["patch"] = run.patch
     return options
 
@@ -547,22 +601,12 @@ def training_config(config: dict, run: "NetworkRun"):
 
 def estimator_options(config: dict, label: str) -> dict[str, Any]:
     """Keyword arguments of :func:`lemmse.estimators.estimate` for an estimator label."""
-    est = config["estimators"].get(label)
-    if est is None:
-        builtin = {"mmse", "emmse", "lemmse"}
-        if label not in builtin:
-            raise LemmseInputError(f"unknown estimator label {label!r}")
-        return {"estimator": label}
-    options = {"estimator": est["kind"]}
-    if est["kind"] == "smoothed":
-        options.update(smoothing=float(est["smoothing"]), samples=int(est["samples"]), seed=int(config["seed"]))
-    return options
+    return lookup(estimator_specs(config), label, "estimators").options(config["seed"])
 
 
 def preinverse_options(config: dict, label: str) -> dict[str, Any]:
     """``preinverse`` and ``lam`` for a pre-inverse label."""
-    pre = config["preinverses"][label]
-    return {"preinverse": pre["kind"], "lam": pre.get("lam")}
+    return lookup(preinverse_specs(config), label, "preinverses").options()
 
 
 def task_options(config: dict, task: str) -> dict[str, Any]:
@@ -571,10 +615,8 @@ def task_options(config: dict, task: str) -> dict[str, Any]:
 
 
 def smoothing_of(config: dict, label: str) -> float:
-    est = config["estimators"].get(label, {"kind": label})
-    return float(est.get("smoothing", 0.0)) if est["kind"] == "smoothed" else 0.0
-
-
+    """The smoothing s of an estimator label (0 unless smoothed)."""
+    return lookup(estimator_specs(config), label, "estimators").smoothing
 
 
 # ------------------------------------------------------------------------------------------------

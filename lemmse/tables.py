@@ -15,7 +15,8 @@ preinverse                label of the pre-inverse B in the config (identity, pi
 arch                      unet | resnet | patchmlp
 patch                     P, receptive field of the network and patch size of the estimator
 train_size                N, number of training images (the first N of the split)
-estimator                 lemmse | smoothed (the estimator the network is compared with)
+estimator                 lemmse | smoothed: the KIND of the estimator the network is compared with
+                          (its config label is estimator_label)
 smoothing                 s of the smoothed LE-MMSE (0.0 for lemmse)
 sigma                     noise level σ of the measurement (float)
 split                     train | test (which split the measured image comes from)
@@ -24,6 +25,14 @@ psnr_net_truth            PSNR(network output, clean x) in dB
 psnr_est_truth            PSNR(estimator output, clean x) in dB
 psnr_net_est              PSNR(network output, estimator output) in dB — the agreement
 psnr_input_est            PSNR(B y, estimator output) in dB — the baseline agreement of the input
+Label columns — what the labels above mean, resolved once from the config (:mod:`lemmse.plan.specs`);
+they follow from the keys, so the ``metrics.zarr`` cube leaves them out:
+------------------------------------------------------------------------------------------------
+preinverse_kind           identity | adjoint | pinv | tikhonov (the kind of the preinverse label)
+lam                       Tikhonov λ of the pre-inverse (NaN for the other kinds)
+estimator_label           the estimator's config label (its store folder: ``analytic/…/{label}/…``)
+train_sigma               the training σ spec of the network (its folder ``sigma{spec}``; ``0-1``,
+                          ``0.005-1log``)
 The diagnostic columns below are filled on rows against the plain LE-MMSE whose store computed
 them (:meth:`lemmse.sweep.Plan.wants_diagnostics`) and NaN elsewhere. Two density conventions
 (MATH.md "Diagnostics"); figures and claims that reproduce the paper use the ``_paper`` ones:
@@ -48,6 +57,7 @@ mass and patch-size figures:
 dataset, eval_dataset, task, preinverse, estimator, smoothing, patch, train_size, sigma, split,
 image                     as above; estimator is mmse | emmse | lemmse | smoothed; patch is 0
                           for mmse and emmse (no patch)
+preinverse_kind, lam, estimator_label  as above (label columns; no train_sigma: no network)
 psnr_est_truth            PSNR(estimate, clean x) in dB
 nearest_train_distance    RMS distance of the estimate to its nearest training image (all
                           circular shifts for emmse/lemmse are NOT taken: plain images) — small
@@ -65,6 +75,9 @@ from __future__ import annotations
 
 METRICS_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size",
                 "estimator", "smoothing", "sigma", "split", "image")
+#: Label columns (resolved from the config; not dims of the metrics cube).
+METRICS_LABELS = ("preinverse_kind", "lam", "estimator_label", "train_sigma")
+ANALYTIC_LABELS = ("preinverse_kind", "lam", "estimator_label")
 #: Diagnostic value columns of both tables (see above).
 DIAGNOSTIC_VALUES = ("neg_log_density_patch_paper", "neg_log_density_image_paper", "neg_log_density_patch_normalised",
                      "neg_log_density_image_normalised", "mass99_observed_mean", "mass99_observed_median")

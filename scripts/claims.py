@@ -8,7 +8,7 @@ from lemmse.rules import config_label, start
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake
 cfg = plan.config
-inputs = FigureInputs.load(plan.results / "tables", plan.results, preinverses=cfg["preinverses"])
+inputs = FigureInputs.load(plan.layout.table("metrics.parquet").parent, plan.results, preinverses=cfg["preinverses"])
 timings = read_timings(snakemake.params.benchmarks, n_eval=cfg["measurements"]["n_eval"],  # noqa: F821
                        n_sigma=len(cfg["measurements"]["sigmas"]),
                        images_per_shard=cfg["analytic"]["images_per_shard"],

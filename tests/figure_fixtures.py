@@ -22,6 +22,8 @@ ARCHS = ("unet", "resnet", "patchmlp")
 PATCHES = (3, 5)
 TRAIN_SIZES = (5, 10)
 N_EVAL = 2
+#: The training σ spec of every fixture network (the metrics table's train_sigma, the sigma{spec} folder).
+TRAIN_SIGMA = "0.01-1"
 #: The problem of the OOD rows (UNets trained on DATASET, evaluated on OOD measurements).
 OOD_PROBLEM = ("denoising", "identity")
 
@@ -39,13 +41,13 @@ def metrics_table(rng: np.random.Generator, *, ood: bool = True, smoothed: bool 
         truth = 30.0 - 12.0 * sigma ** 0.5 - (3.0 if split == "test" else 0.0) + rng.normal(0, 0.5)
         rows.append(dict(dataset=DATASET, eval_dataset=ev, task=task, preinverse=pre, arch=arch, patch=patch,
                          train_size=n, estimator=est, smoothing=s, sigma=sigma, split=split, image=image,
-                         psnr_net_truth=truth - 0.5, psnr_est_truth=truth, psnr_net_est=agree,
+                         train_sigma=TRAIN_SIGMA, psnr_net_truth=truth - 0.5, psnr_est_truth=truth, psnr_net_est=agree,
                          psnr_input_est=15.0 + rng.normal(), neg_log_density_image_paper=nld + rng.normal(0, 1),
                          neg_log_density_patch_paper=nld / 10 + patch,
                          neg_log_density_image_normalised=-nld + rng.normal(0, 1),
                          neg_log_density_patch_normalised=-nld / 10 - patch,
                          mass99_observed_mean=1 + 300 * sigma ** 2, mass99_observed_median=1 + 100 * sigma ** 2))
-    return pd.DataFrame(rows, columns=[*METRICS_KEYS, *METRICS_VALUES])
+    return pd.DataFrame(rows, columns=[*METRICS_KEYS, "train_sigma", *METRICS_VALUES])
 
 
 def analytic_table(rng: np.random.Generator) -> pd.DataFrame:
@@ -116,7 +118,7 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
                 ds = xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.35))}, coords=coords)
                 for n in TRAIN_SIZES:
                     _save(ds, results / "networks" / DATASET / task / pre / arch / f"P{patch}" / f"N{n}"
-                          / "sigma0.01-1" / f"{DATASET}.zarr")
+                          / f"sigma{TRAIN_SIGMA}" / f"{DATASET}.zarr")
     # the OOD study: UNets and LE-MMSE of DATASET on the measurements of OOD (another data set)
     other = prepare_dataset(OOD, results / "data" / f"{OOD}.zarr", resolution=8, train_size=10, test_size=5)
     task, pre = OOD_PROBLEM
@@ -127,4 +129,5 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
         _save(xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.3))}, coords=coords),
               results / "analytic" / DATASET / task / pre / "lemmse" / f"P{patch}" / f"N{n}" / f"{OOD}.zarr")
         _save(xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.35))}, coords=coords),
-              results / "networks" / DATASET / task / pre / "unet" / f"P{patch}" / f"N{n}" / "sigma0.01-1" / f"{OOD}.zarr")
+              results / "networks" / DATASET / task / pre / "unet" / f"P{patch}" / f"N{n}" / f"sigma{TRAIN_SIGMA}"
+              / f"{OOD}.zarr")

@@ -47,16 +47,12 @@ def pick(ds, var: str, *, split: str, image: int, sigma: float) -> np.ndarray:
 
 
 def apply_preinverse(inputs: FigureInputs, task: str, preinverse: str, y: np.ndarray) -> np.ndarray:
-    import torch
-
-    from lemmse.operators import make_problem
+    """``B y`` with the configured B (kind, λ, hole, blur): :func:`lemmse.operators.preinvert`, as gather."""
+    from lemmse.operators import preinvert
 
     kind, lam = inputs.preinverse_kind(preinverse)
     options = {k: v for k, v in dict(inputs.tasks.get(task) or {}).items() if v is not None}
-    problem = make_problem(task, (y.shape[-2], y.shape[-1]), **options)
-    with torch.no_grad():
-        b = problem.preinverse(kind, lam)(torch.from_numpy(y[None].astype(np.float64)))
-    return b[0].numpy()
+    return preinvert(y, task, kind, lam, **options)
 
 
 def _truth(inputs: FigureInputs, dataset: str, task: str, split: str, image: int) -> np.ndarray:

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 
 from lemmse.errors import LemmseInputError
+from lemmse.plan.layout import Layout
+from lemmse.plan.specs import PreInverse, lookup, preinverse_specs
 from lemmse.tables import ANALYTIC_KEYS, ANALYTIC_VALUES, METRICS_KEYS, METRICS_VALUES
 
 #: Pre-inverse labels the default config uses, label -> {kind, lam} (the config's ``preinverses``).
@@ -25,39 +27,91 @@ TASK_ORDER = ("denoising", "inpainting", "deconvolution")
 ARCH_ORDER = ("unet", "resnet", "patchmlp")
 
 
+#: Columns naming one trained network in the metrics table.
+NETWORK_COLUMNS = ("dataset", "task", "preinverse", "arch", "patch", "train_size")
+#: Columns naming one estimator store but its label, in the analytic and metrics tables.
+ANALYTIC_COLUMNS = ("dataset", "eval_dataset", "task", "preinverse", "estimator", "smoothing", "patch", "train_size")
+
+
 @dataclass(frozen=True)
 class StoreLayout:
-    """Paths of the workflow's stores under ``results`` (the layout of DESIGN.md and the lead's rules)."""
+    """Paths of the workflow's stores under ``results``: :class:`lemmse.plan.layout.Layout`, addressed
+    by the keys of the tables.
+
+    ``network_specs`` maps a network's key (:data:`NETWORK_COLUMNS`) to its training σ spec and
+    ``estimator_labels`` an estimator store's key (:data:`ANALYTIC_COLUMNS` but smoothing) to its
+    config label — both read from the tables' ``train_sigma`` and ``estimator_label`` columns by
+    :class:`FigureInputs`, so that no path is guessed or searched for."""
 
     results: Path
+    network_specs: Mapping[tuple, str] = field(default_factory=dict)
+    estimator_labels: Mapping[tuple, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.results)
 
     def data(self, dataset: str) -> Path:
-        return Path(self.results) / "data" / f"{dataset}.zarr"
+        return self.layout.data(dataset)
 
     def measurements(self, dataset: str, task: str) -> Path:
-        return Path(self.results) / "measurements" / dataset / f"{task}.zarr"
+        return self.layout.measurements(dataset, task)
 
     def analytic(self, dataset: str, task: str, preinverse: str, estimator: str, patch: int, train_size: int,
                  eval_dataset: str) -> Path:
-        return (Path(self.results) / "analytic" / dataset / task / preinverse / estimator / f"P{int(patch)}"
-                / f"N{int(train_size)}" / f"{eval_dataset}.zarr")
+        """The estimator store; ``estimator`` a kind (its label read from the tables) or a label."""
+        key = (dataset, eval_dataset, task, preinverse, estimator, int(patch), int(train_size))
+        labels = self.estimator_labels.get(key, ())
+        if estimator in labels or not labels:  # a label, or the store named like its kind
+            label = estimator
+        elif len(labels) == 1:
+            label = labels[0]
+        else:
+            raise LemmseInputError(f"{estimator} store {key}: the tables hold several labels of that kind "
+                                   f"({', '.join(labels)}); name the label")
+        return self.layout.path("analytic_store", dataset=dataset, eval_dataset=eval_dataset, task=task,
+                                preinverse=preinverse, estimator=label, patch=int(patch), train_size=int(train_size))
 
     def network(self, dataset: str, task: str, preinverse: str, arch: str, patch: int, train_size: int,
                 eval_dataset: str, sigma_spec: str | None = None) -> Path:
-        """The network output store; with ``sigma_spec=None`` the one ``sigma*`` folder there is."""
-        base = (Path(self.results) / "networks" / dataset / task / preinverse / arch / f"P{int(patch)}"
-                / f"N{int(train_size)}")
-        if sigma_spec is not None:
-            return base / f"sigma{sigma_spec}" / f"{eval_dataset}.zarr"
-        found = sorted(base.glob(f"sigma*/{eval_dataset}.zarr"))
-        if len(found) != 1:
-            what = "no" if not found else f"{len(found)} ({', '.join(p.parent.name for p in found)})"
-            raise LemmseInputError(f"{base}: expected one sigma*/{eval_dataset}.zarr network store, found {what}")
-        return found[0]
+        """The network output store; its training σ spec from the metrics table unless given."""
+        if sigma_spec is None:
+            key = (dataset, task, preinverse, arch, int(patch), int(train_size))
+            sigma_spec = self.network_specs.get(key)
+            if sigma_spec is None:
+                raise LemmseInputError(f"no training σ spec for the network {key}: the metrics table has no "
+                                       "train_sigma row for it (gather writes that column)")
+        return self.layout.path("evaluation", dataset=dataset, task=task, preinverse=preinverse, arch=arch,
+                                patch=int(patch), train_size=int(train_size), spec=sigma_spec,
+                                eval_dataset=eval_dataset)
 
     def variance(self, dataset: str, task: str) -> Path:
         """The noise-draw variance store of :mod:`lemmse.figures.variance` (fig4)."""
-        return Path(self.results) / "variance" / dataset / f"{task}.zarr"
+        return self.layout.variance(dataset, task)
+
+    @classmethod
+    def from_tables(cls, results: str | Path, metrics: pd.DataFrame, analytic: pd.DataFrame) -> "StoreLayout":
+        """The layout under ``results``, with the σ specs and estimator labels the tables carry."""
+        specs: dict[tuple, str] = {}
+        if "train_sigma" in metrics.columns and len(metrics):
+            pairs = metrics[[*NETWORK_COLUMNS, "train_sigma"]].drop_duplicates()
+            for row in pairs.itertuples(index=False, name=None):
+                key, spec = _key(row[:-1]), str(row[-1])
+                if specs.setdefault(key, spec) != spec:
+                    raise LemmseInputError(f"the metrics table holds two training σ specs for the network {key}: "
+                                           f"{specs[key]} and {spec}")
+        labels: dict[tuple, tuple[str, ...]] = {}
+        for table in (metrics, analytic):
+            if "estimator_label" in table.columns and len(table):
+                cols = [c for c in ANALYTIC_COLUMNS if c != "smoothing"]
+                for row in table[[*cols, "estimator_label"]].drop_duplicates().itertuples(index=False, name=None):
+                    key = _key(row[:-1])
+                    labels[key] = tuple(dict.fromkeys((*labels.get(key, ()), str(row[-1]))))
+        return cls(Path(results), specs, labels)
+
+
+def _key(values: tuple) -> tuple:
+    return tuple(int(v) if isinstance(v, (int, np.integer)) else str(v) for v in values)
 
 
 @dataclass
@@ -81,6 +135,15 @@ class FigureInputs:
     def __post_init__(self) -> None:
         self.metrics = _check_table(self.metrics, "metrics", METRICS_KEYS, METRICS_VALUES)
         self.analytic = _check_table(self.analytic, "analytic", ANALYTIC_KEYS, ANALYTIC_VALUES)
+        known = dict(self.preinverses)
+        for table in (self.metrics, self.analytic):  # labels the tables resolved (gather's label columns)
+            if {"preinverse_kind", "lam"} <= set(table.columns) and len(table):
+                for label, kind, lam in table[["preinverse", "preinverse_kind", "lam"]].drop_duplicates().itertuples(
+                        index=False, name=None):
+                    known.setdefault(label, {"kind": kind, **({"lam": float(lam)} if pd.notna(lam) else {})})
+        self.preinverses = known
+        if not (self.stores.network_specs or self.stores.estimator_labels):  # resolved from the tables
+            self.stores = StoreLayout.from_tables(self.stores.results, self.metrics, self.analytic)
 
     @classmethod
     def load(cls, tables_dir: str | Path, results_dir: str | Path, *,
@@ -93,24 +156,21 @@ class FigureInputs:
                    dict(preinverses or DEFAULT_PREINVERSES), variance_stores, dict(tasks or {}))
 
     # -- pre-inverse labels ----------------------------------------------------------------------------
+    def preinverse_spec(self, label: str) -> PreInverse:
+        """The resolved pre-inverse of a label (:mod:`lemmse.plan.specs`): the config's ``preinverses``,
+        completed by the tables' ``preinverse_kind``/``lam`` columns."""
+        return lookup(preinverse_specs({"preinverses": self.preinverses}), label, "preinverses")
+
     def preinverse_kind(self, label: str) -> tuple[str, float | None]:
-        """``(kind, lam)`` of a pre-inverse label, from the configuration's ``preinverses``."""
-        spec = self.preinverses.get(label)
-        if spec is not None:
-            return str(spec["kind"]), (float(spec["lam"]) if spec.get("lam") is not None else None)
-        if label in ("identity", "pinv", "adjoint"):
-            return label, None
-        raise LemmseInputError(f"pre-inverse label {label!r} is not in the configuration's preinverses "
-                               f"({', '.join(self.preinverses)}); pass the workflow config")
+        """``(kind, lam)`` of a pre-inverse label."""
+        spec = self.preinverse_spec(label)
+        return spec.kind, spec.lam
 
     def is_agnostic(self, label: str) -> bool:
-        return self.preinverse_kind(label)[0] == "identity"
+        return self.preinverse_spec(label).agnostic
 
     def problem_label(self, task: str, preinverse: str) -> str:
-        kind, lam = self.preinverse_kind(preinverse)
-        names = {"identity": "B = I", "pinv": "B = A⁺", "adjoint": "B = Aᵀ"}
-        b = names[kind] if kind in names else f"B = Tikhonov, λ = {lam:g}"
-        return f"{task}, {b}"
+        return f"{task}, {self.preinverse_spec(preinverse).name}"
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:

@@ -36,6 +36,7 @@ import pandas as pd
 
 from lemmse.errors import LemmseInputError
 from lemmse.figures.inputs import ARCH_ORDER, FigureInputs, fix, in_distribution, ordered, problems, require
+from lemmse.plan.specs import BUILTIN_ESTIMATORS
 
 #: The density and mass columns the figures plot (the paper's conventions; MATH.md "Diagnostics").
 DENSITY_IMAGE = "neg_log_density_image_paper"
@@ -43,7 +44,7 @@ DENSITY_PATCH = "neg_log_density_patch_paper"
 MASS_STATISTICS = ("mass99_observed_mean", "mass99_observed_median")
 #: The three PSNRs of Fig. 5, in the paper's order (agreement first).
 FIG5_QUANTITIES = ("psnr_net_est", "psnr_net_truth", "psnr_est_truth")
-MEMO_ESTIMATORS = ("mmse", "emmse", "lemmse")
+MEMO_ESTIMATORS = BUILTIN_ESTIMATORS  # the memorisation stage's stores (lemmse.plan.specs)
 
 
 @dataclass(frozen=True)

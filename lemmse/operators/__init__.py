@@ -31,6 +31,24 @@ def make_problem(task: str, image_size: tuple[int, int], *, hole: int | None = N
     return Deconvolution(image_size, 1.0 if blur_std is None else blur_std)
 
 
+def preinvert(y, task: str, preinverse: str, lam: float | None = None, *, hole: int | None = None,
+              blur_std: float | None = None):
+    """``B y`` for measurements ``y`` of shape ``(..., c, h, w)`` (numpy), in float64 — THE one place the
+    pipeline applies a pre-inverse to stored measurements (gather's ``psnr_input_est``, the figures'
+    ``B y`` panels). ``preinverse``/``lam``: the kind and λ of B; ``hole``/``blur_std``: the task's
+    operator exactly as configured (``lemmse.sweep.task_options``), so B is the B the estimators used.
+    """
+    import numpy as np
+    import torch
+
+    y = np.asarray(y)
+    problem = make_problem(task, (y.shape[-2], y.shape[-1]), hole=hole, blur_std=blur_std)
+    B = problem.preinverse(preinverse, lam)
+    with torch.no_grad():
+        out = B(torch.from_numpy(y.reshape(-1, *y.shape[-3:]).astype(np.float64)))
+    return out.numpy().reshape(y.shape)
+
+
 def default_hole(image_size: tuple[int, int]) -> int:
     """The paper's hole scaled to the grid: 15 on 32×32, 7 on 16×16 (``min(H, W)//2 - 1``)."""
     return min(image_size) // 2 - 1
@@ -38,6 +56,6 @@ def default_hole(image_size: tuple[int, int]) -> int:
 
 __all__ = [
     "TASKS", "PREINVERSES", "InverseProblem", "Denoising", "Inpainting", "Deconvolution",
-    "CircularConvolution", "CircularLinearMap", "PixelWeights", "make_problem", "default_hole",
+    "CircularConvolution", "CircularLinearMap", "PixelWeights", "make_problem", "preinvert", "default_hole",
     "gaussian_kernel", "centred_hole_mask",
 ]

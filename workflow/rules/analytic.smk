@@ -7,9 +7,9 @@ rule analytic_template:
     input:
         measurements=eval_measurements,
     output:
-        f"{R}/analytic/{ANALYTIC}.template",
+        L.pattern("analytic_template"),
     log:
-        f"{LOGS}/analytic_template/{ANALYTIC}.log",
+        L.log("analytic_template", paths.ANALYTIC),
     group:
         "small"
     conda:
@@ -20,15 +20,15 @@ rule analytic_template:
 
 rule analytic_shard:
     input:
-        template=f"{R}/analytic/{ANALYTIC}.template",
+        template=L.pattern("analytic_template"),
         data=data_store,
         measurements=eval_measurements,
     output:
-        f"{R}/analytic/{ANALYTIC}.shards/i{{image}}-s{{sigma_index}}.done",
+        L.pattern("analytic_shard"),
     log:
-        f"{LOGS}/analytic_shard/{ANALYTIC}/i{{image}}-s{{sigma_index}}.log",
+        L.log("analytic_shard", paths.SHARD),
     benchmark:
-        f"{BENCH}/analytic_shard/{ANALYTIC}/i{{image}}-s{{sigma_index}}.tsv"
+        L.benchmark("analytic_shard", paths.SHARD)
     group:
         "analytic_shards"
     threads: 2
@@ -45,9 +45,9 @@ rule analytic_finalize:
     input:
         shard_markers,
     output:
-        f"{R}/analytic/{ANALYTIC}.complete",
+        L.pattern("analytic_complete"),
     log:
-        f"{LOGS}/analytic_finalize/{ANALYTIC}.log",
+        L.log("analytic_finalize", paths.ANALYTIC),
     group:
         "finalize"
     conda:

@@ -1,10 +1,11 @@
-# Helpers shared by every stage: the validated config, the plan of jobs, path templates and
-# input functions. The config is checked against schemas/config.schema.yaml (and for
-# semantics) by lemmse.sweep before any job is built; a bad key fails here, named.
+# Helpers shared by every stage: the validated config, the plan of jobs, the results layout
+# (lemmse.plan.layout: every path pattern of the rule files) and input functions. The config is
+# checked against schemas/config.schema.yaml (and for semantics) by lemmse.sweep before any job
+# is built; a bad key fails here, named.
 import os
-import re
 
 from lemmse.errors import LemmseInputError
+from lemmse.plan import layout as paths
 from lemmse.sweep import load_config, make_plan
 
 try:
@@ -13,17 +14,10 @@ except LemmseInputError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 PLAN = make_plan(config)
-R = config["results"]
-LOGS = f"{R}/logs"
-BENCH = f"{R}/benchmarks"
+#: Every path: L.pattern(name) in rule files, L.path(name, record) for a job's concrete file.
+L = PLAN.layout
 #: The software environment of every job (conda users: --use-conda); the same as pip's.
 ENV = "../../environment.yml"
-MODEL = "{dataset}/{task}/{preinverse}/{arch}/P{patch}/N{train_size}/sigma{spec}"
-ANALYTIC = "{dataset}/{task}/{preinverse}/{estimator}/P{patch}/N{train_size}/{eval_dataset}"
-
-
-def _choice(values):
-    return "|".join(re.escape(str(v)) for v in sorted(set(values))) or "(?!)"
 
 
 def on_slurm():
@@ -97,39 +91,35 @@ onstart:
 
 def data_store(wildcards):
     """The prepared data set a job trains on."""
-    return str(PLAN.data_store(wildcards.dataset))
+    return str(L.data(wildcards.dataset))
 
 
 def eval_measurements(wildcards):
     """The measurement store of the data set a job is evaluated on."""
-    return str(PLAN.measurement_store(wildcards.eval_dataset, wildcards.task))
+    return str(L.measurements(wildcards.eval_dataset, wildcards.task))
 
 
 def trained_for_eval(wildcards):
     """The training marker of the network an evaluation job runs."""
-    return f"{R}/models/{MODEL}/trained.json".format(**wildcards)
+    return L.pattern("trained").format(**wildcards)
 
 
 def trained_marker(run):
-    return str(run.directory(R) / "trained.json")
+    return str(L.path("trained", run))
 
 
 def analytic_run(wildcards):
     """The AnalyticRun a job's wildcards name (refused when the plan has no such store)."""
-    from lemmse.sweep import AnalyticRun
-
-    run = AnalyticRun(wildcards.dataset, wildcards.eval_dataset, wildcards.task, wildcards.preinverse,
-                      wildcards.estimator, int(wildcards.patch), int(wildcards.train_size))
-    if run not in PLAN.analytics:
-        raise WorkflowError(f"no analytic store {run} in the config")
-    return run
+    try:
+        return PLAN.analytic_from_wildcards(wildcards)
+    except LemmseInputError as err:
+        raise WorkflowError(str(err)) from None
 
 
 def shard_markers(wildcards):
     """Every shard marker of one analytic store."""
     run = analytic_run(wildcards)
-    stem = run.stem(R)
-    return [f"{stem}.shards/i{i}-s{s}.done" for i, s in PLAN.shards(run)]
+    return [str(L.path("analytic_shard", run, image=i, sigma_index=s)) for i, s in PLAN.shards(run)]
 
 
 def all_trained():
@@ -137,33 +127,33 @@ def all_trained():
 
 
 def all_evaluations():
-    return [str(e.store(R)) for e in PLAN.evaluations]
+    return [str(L.path("evaluation", e)) for e in PLAN.evaluations]
 
 
 def all_analytic():
-    return [str(a.complete_marker(R)) for a in PLAN.analytics]
+    return [str(L.path("analytic_complete", a)) for a in PLAN.analytics]
 
 
 def all_shard_markers():
     """Every shard marker. Targets (all, analytic_all) list them themselves: snakemake reruns the
     producer of a missing file only when a job that must run needs it, so a deleted shard marker
     is noticed by the next run of a target, which then recomputes that shard and re-finalizes."""
-    return [f"{a.stem(R)}.shards/i{i}-s{s}.done" for a in PLAN.analytics for i, s in PLAN.shards(a)]
+    return [str(L.path("analytic_shard", a, image=i, sigma_index=s)) for a in PLAN.analytics for i, s in PLAN.shards(a)]
 
 
 def study_inputs(wildcards):
     """Evaluation stores and analytic markers of one study."""
     comparisons = PLAN.studies[wildcards.study]
-    return sorted({str(c.evaluation.store(R)) for c in comparisons}
-                  | {str(c.analytic.complete_marker(R)) for c in comparisons})
+    return sorted({str(L.path("evaluation", c.evaluation)) for c in comparisons}
+                  | {str(L.path("analytic_complete", c.analytic)) for c in comparisons})
 
 
 def gathered_tables():
-    return [f"{R}/tables/{name}" for name in ("metrics.parquet", "metrics.csv", "analytic.parquet", "analytic.csv")]
+    return [str(L.table(name)) for name in paths.GATHERED]
 
 
 def study_tables():
-    return [f"{R}/tables/studies/{name}.parquet" for name in config["studies"]]
+    return [str(L.path("study_table", study=name)) for name in config["studies"]]
 
 
 def planned_figures():
@@ -188,7 +178,7 @@ SKIPPED_FIGURES = {name: sel for name, sel in PLANNED_FIGURES.items() if isinsta
 
 
 def variance_stores():
-    return {task: f"{R}/variance/{config['variance']['dataset']}/{task}.zarr" for task in PLAN.variance_tasks()}
+    return {task: str(L.variance(config["variance"]["dataset"], task)) for task in PLAN.variance_tasks()}
 
 
 def _analytic_path(dataset, eval_dataset, task, preinverse, kind, patch, train_size):
@@ -199,7 +189,7 @@ def _analytic_path(dataset, eval_dataset, task, preinverse, kind, patch, train_s
     if not runs:
         raise WorkflowError(f"no {kind} store for {dataset} → {eval_dataset}, {task}/{preinverse}, P{patch}, N{train_size}")
     runs.sort(key=lambda a: a.estimator != kind)
-    return str(runs[0].complete_marker(R))
+    return str(L.path("analytic_complete", runs[0]))
 
 
 def _network_path(dataset, eval_dataset, task, preinverse, arch, patch, train_size):
@@ -207,7 +197,7 @@ def _network_path(dataset, eval_dataset, task, preinverse, arch, patch, train_si
         r = e.run
         if (r.dataset, e.eval_dataset, r.task, r.preinverse, r.arch, r.patch, r.train_size) == (
                 dataset, eval_dataset, task, preinverse, arch, patch, train_size):
-            return str(e.store(R))
+            return str(L.path("evaluation", e))
     raise WorkflowError(f"no network evaluation {arch} {dataset} → {eval_dataset}, {task}/{preinverse}, P{patch}, "
                         f"N{train_size}")
 
@@ -220,15 +210,15 @@ def store_path(key):
     if kind == "network":
         return _network_path(*rest)
     if kind == "measurements":
-        return str(PLAN.measurement_store(*rest))
+        return str(L.measurements(*rest))
     if kind == "data":
-        return str(PLAN.data_store(*rest))
+        return str(L.data(*rest))
     raise WorkflowError(f"unknown store kind {kind!r} in {key}")
 
 
 def figure_inputs(name):
     """The tables and the stores figure ``name`` reads, nothing else (fig4: its variance stores)."""
-    tables = [f"{R}/tables/metrics.parquet", f"{R}/tables/analytic.parquet"]
+    tables = [str(L.table("metrics.parquet")), str(L.table("analytic.parquet"))]
     sel = PLANNED_FIGURES[name]
     if sel is None:  # fig4 reads its variance stores (the script loads the tables too)
         return tables + list(variance_stores().values())

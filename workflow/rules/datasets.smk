@@ -5,11 +5,11 @@
 
 rule prepare_dataset:
     output:
-        directory(f"{R}/data/{{dataset}}.zarr"),
+        directory(L.pattern("data")),
     log:
-        f"{LOGS}/prepare_dataset/{{dataset}}.log",
+        L.log("prepare_dataset", paths.DATASET),
     benchmark:
-        f"{BENCH}/prepare_dataset/{{dataset}}.tsv"
+        L.benchmark("prepare_dataset", paths.DATASET)
     conda:
         ENV
     script:
@@ -18,4 +18,4 @@ rule prepare_dataset:
 
 rule datasets_all:
     input:
-        [str(PLAN.data_store(name)) for name in PLAN.datasets],
+        [str(L.data(name)) for name in PLAN.datasets],

@@ -6,11 +6,11 @@ rule evaluate_network:
         trained=trained_for_eval,
         measurements=eval_measurements,
     output:
-        directory(f"{R}/networks/{MODEL}/{{eval_dataset}}.zarr"),
+        directory(L.pattern("evaluation")),
     log:
-        f"{LOGS}/evaluate_network/{MODEL}/{{eval_dataset}}.log",
+        L.log("evaluate_network", paths.EVALUATION),
     benchmark:
-        f"{BENCH}/evaluate_network/{MODEL}/{{eval_dataset}}.tsv"
+        L.benchmark("evaluate_network", paths.EVALUATION)
     threads: 2
     resources:
         runtime=60,

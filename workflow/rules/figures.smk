@@ -6,11 +6,11 @@ rule variance:
     input:
         data=data_store,
     output:
-        directory(f"{R}/variance/{{dataset}}/{{task}}.zarr"),
+        directory(L.pattern("variance")),
     log:
-        f"{LOGS}/variance/{{dataset}}/{{task}}.log",
+        L.log("variance", paths.VARIANCE),
     benchmark:
-        f"{BENCH}/variance/{{dataset}}/{{task}}.tsv"
+        L.benchmark("variance", paths.VARIANCE)
     threads: 2
     conda:
         ENV
@@ -27,7 +27,7 @@ for _figure in FIGURES:
             figure_inputs(_figure),
         output:
             report(
-                f"{R}/figures/{_figure}.png",
+                str(L.path("figure", figure=_figure)),
                 caption=f"../report/{_figure}.rst",
                 category="Figures",
             ),
@@ -35,7 +35,7 @@ for _figure in FIGURES:
             figure=_figure,
             variance=variance_stores(),
         log:
-            f"{LOGS}/figures/{_figure}.log",
+            L.log("figures", _figure),
         conda:
             ENV
         script:
@@ -54,12 +54,12 @@ for _figure in SKIPPED_FIGURES:
 
 rule figure_coverage:
     output:
-        report(f"{R}/figures/coverage.md", caption="../report/coverage.rst", category="Figures"),
+        report(L.pattern("coverage"), caption="../report/coverage.rst", category="Figures"),
     params:
         covered=FIGURES,
         skipped=SKIPPED_FIGURES,
     log:
-        f"{LOGS}/figures/coverage.log",
+        L.log("figures", "coverage"),
     conda:
         ENV
     script:
@@ -69,17 +69,17 @@ rule figure_coverage:
 rule claims:
     input:
         claims_inputs(),
-        netpairs=f"{R}/tables/netpairs.parquet",
-        estimator_pairs=f"{R}/tables/estimator_pairs.parquet",
-        memorisation=f"{R}/tables/memorisation.parquet",
+        netpairs=str(L.table("netpairs.parquet")),
+        estimator_pairs=str(L.table("estimator_pairs.parquet")),
+        memorisation=str(L.table("memorisation.parquet")),
     output:
-        md=report(f"{R}/claims.md", caption="../report/claims.rst", category="Claims"),
-        csv=f"{R}/claims.csv",
+        md=report(L.pattern("claims_md"), caption="../report/claims.rst", category="Claims"),
+        csv=L.pattern("claims_csv"),
     params:
         variance=variance_stores(),
-        benchmarks=BENCH,
+        benchmarks=L.pattern("benchmarks"),
     log:
-        f"{LOGS}/claims.log",
+        L.log("claims"),
     conda:
         ENV
     script:
@@ -88,6 +88,6 @@ rule claims:
 
 rule figures_all:
     input:
-        [f"{R}/figures/{name}.png" for name in FIGURES],
-        f"{R}/figures/coverage.md",
-        f"{R}/claims.md",
+        [str(L.path("figure", figure=name)) for name in FIGURES],
+        L.pattern("coverage"),
+        L.pattern("claims_md"),

@@ -7,13 +7,13 @@ rule gather:
         all_evaluations(),
         all_analytic(),
     output:
-        metrics=f"{R}/tables/metrics.parquet",
-        metrics_csv=f"{R}/tables/metrics.csv",
-        analytic=f"{R}/tables/analytic.parquet",
-        analytic_csv=f"{R}/tables/analytic.csv",
-        cube=directory(f"{R}/tables/metrics.zarr"),
+        metrics=str(L.table("metrics.parquet")),
+        metrics_csv=str(L.table("metrics.csv")),
+        analytic=str(L.table("analytic.parquet")),
+        analytic_csv=str(L.table("analytic.csv")),
+        cube=directory(str(L.table("metrics.zarr"))),
     log:
-        f"{LOGS}/gather.log",
+        L.log("gather"),
     conda:
         ENV
     script:
@@ -24,9 +24,9 @@ rule study_table:
     input:
         study_inputs,
     output:
-        f"{R}/tables/studies/{{study}}.parquet",
+        L.pattern("study_table"),
     log:
-        f"{LOGS}/study_table/{{study}}.log",
+        L.log("study_table", paths.STUDY),
     conda:
         ENV
     script:
@@ -39,7 +39,7 @@ for _study in config["studies"]:
         name:
             f"ablation_{_study}"
         input:
-            f"{R}/tables/studies/{_study}.parquet",
+            str(L.path("study_table", study=_study)),
 
 
 rule pair_tables:
@@ -47,10 +47,10 @@ rule pair_tables:
         all_evaluations(),
         all_analytic(),
     output:
-        netpairs=f"{R}/tables/netpairs.parquet",
-        estimator_pairs=f"{R}/tables/estimator_pairs.parquet",
+        netpairs=str(L.table("netpairs.parquet")),
+        estimator_pairs=str(L.table("estimator_pairs.parquet")),
     log:
-        f"{LOGS}/pair_tables.log",
+        L.log("pair_tables"),
     conda:
         ENV
     script:
@@ -59,13 +59,13 @@ rule pair_tables:
 
 rule memorisation_table:
     input:
-        [str(a.complete_marker(R)) for a in PLAN.memorisation],
+        [str(L.path("analytic_complete", a)) for a in PLAN.memorisation],
     output:
-        f"{R}/tables/memorisation.parquet",
+        str(L.table("memorisation.parquet")),
     log:
-        f"{LOGS}/memorisation_table.log",
+        L.log("memorisation_table"),
     benchmark:
-        f"{BENCH}/memorisation_table.tsv"
+        L.benchmark("memorisation_table")
     conda:
         ENV
     script:

@@ -6,9 +6,9 @@ rule measure:
     input:
         data=data_store,
     output:
-        directory(f"{R}/measurements/{{dataset}}/{{task}}.zarr"),
+        directory(L.pattern("measurements")),
     log:
-        f"{LOGS}/measure/{{dataset}}/{{task}}.log",
+        L.log("measure", paths.MEASUREMENT),
     conda:
         ENV
     script:
@@ -17,4 +17,4 @@ rule measure:
 
 rule measurements_all:
     input:
-        [str(PLAN.measurement_store(ds, task)) for ds, task in PLAN.measurement_stores],
+        [str(L.measurements(ds, task)) for ds, task in PLAN.measurement_stores],

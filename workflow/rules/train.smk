@@ -7,11 +7,11 @@ rule train_network:
     input:
         data=data_store,
     output:
-        f"{R}/models/{MODEL}/trained.json",
+        L.pattern("trained"),
     log:
-        f"{LOGS}/train_network/{MODEL}.log",
+        L.log("train_network", paths.NETWORK),
     benchmark:
-        f"{BENCH}/train_network/{MODEL}.tsv"
+        L.benchmark("train_network", paths.NETWORK)
     threads: 2
     # A job stopped at its time limit (or pre-empted) checkpoints and exits 75; each retry
     # resumes, so a training longer than the partition's limit finishes in several attempts.

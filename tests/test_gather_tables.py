@@ -1,0 +1,82 @@
+"""Gather on a small real plan with stand-in stores: the tables carry every key and label column,
+the labels resolved from the config, and psnr_input_est uses the configured B (one preinvert)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from lemmse.gather import ANALYTIC_COLUMNS, METRICS_COLUMNS, analytic_table, metrics_table
+from lemmse.operators import preinvert
+from lemmse.store import save_dataset
+from lemmse.sweep import load_config, make_plan
+
+DIMS = ("split", "image", "sigma", "c", "h", "w")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from lemmse.data import build_measurements, prepare_dataset
+
+    root = tmp_path_factory.mktemp("results")
+    config = load_config({
+        "results": str(root),
+        "datasets": {"digits": {"train_size": 30, "test_size": 4}},
+        "measurements": {"n_eval": 2, "sigmas": [0.05, 0.5], "image_chunk": 2},
+        "tasks": {"inpainting": {"hole": 3}, "deconvolution": {"blur_std": 1.0}},
+        "preinverses": {"identity": {"kind": "identity"}, "pinv": {"kind": "pinv"},
+                        "tik": {"kind": "tikhonov", "lam": 0.1}},
+        "estimators": {"lemmse": {"kind": "lemmse"}, "smooth-a": {"kind": "smoothed", "smoothing": 0.1, "samples": 2}},
+        "studies": {"s": {"datasets": ["digits"], "archs": ["unet"], "patches": [3], "train_sizes": [20],
+                          "estimators": ["lemmse", "smooth-a"],
+                          "problems": [{"task": "inpainting", "preinverse": "pinv"},
+                                       {"task": "deconvolution", "preinverse": "tik"}]}},
+        "memorisation": {"datasets": []},
+    })
+    plan = make_plan(config)
+    prepare_dataset("digits", plan.data_store("digits"), train_size=30, test_size=4)
+    for ds, task in plan.measurement_stores:
+        build_measurements(plan.measurement_store(ds, task), plan.data_store(ds), task=task,
+                           sigmas=config["measurements"]["sigmas"], n_eval=2, **config["tasks"][task])
+    rng = np.random.default_rng(0)
+    coords = {"split": ["train", "test"], "image": np.arange(2), "sigma": np.array([0.05, 0.5])}
+    for store in [e.store(plan.results) for e in plan.evaluations] + [a.store(plan.results) for a in plan.analytics]:
+        save_dataset(xr.Dataset({"xhat": (DIMS, rng.random((2, 2, 2, 1, 16, 16)).astype(np.float32))}, coords=coords),
+                     store)
+    return plan
+
+
+def test_tables_carry_keys_and_resolved_labels(world):
+    metrics, analytic = metrics_table(world), analytic_table(world)
+    assert list(metrics.columns) == list(METRICS_COLUMNS) and list(analytic.columns) == list(ANALYTIC_COLUMNS)
+    tik = metrics[metrics["preinverse"] == "tik"]
+    assert set(tik["preinverse_kind"]) == {"tikhonov"} and set(tik["lam"]) == {0.1}
+    assert metrics[metrics["preinverse"] == "pinv"]["lam"].isna().all()
+    smooth = metrics[metrics["estimator_label"] == "smooth-a"]
+    assert set(smooth["estimator"]) == {"smoothed"} and set(smooth["smoothing"]) == {0.1}
+    assert set(metrics["train_sigma"]) == {r.spec for r in world.networks}
+
+
+def test_psnr_input_est_uses_the_configured_preinverse(world):
+    from lemmse import store as zstore
+    from lemmse.gather import psnr
+
+    metrics = metrics_table(world)
+    c = next(c for c in world.comparisons if c.analytic.preinverse == "tik" and c.analytic.estimator == "lemmse")
+    y = zstore.open_dataset(world.measurement_store("digits", "deconvolution"))["y"].sel(split="test", image=1,
+                                                                                          sigma=0.5).values
+    est = zstore.open_dataset(c.analytic.store(world.results))["xhat"].sel(split="test", image=1, sigma=0.5).values
+    expected = psnr(preinvert(y, "deconvolution", "tikhonov", 0.1, blur_std=1.0), est)
+    row = metrics[(metrics["preinverse"] == "tik") & (metrics["estimator_label"] == "lemmse")
+                  & (metrics["split"] == "test") & (metrics["image"] == 1) & (metrics["sigma"] == 0.5)]
+    assert row["psnr_input_est"].iloc[0] == pytest.approx(float(expected), rel=1e-9)
+
+
+def test_cube_is_indexed_by_the_keys_only(world, tmp_path):
+    from lemmse.gather import load_metrics, write_tables
+    from lemmse.tables import METRICS_KEYS
+
+    paths = write_tables(world, tmp_path)
+    cube = xr.open_zarr(paths["metrics.zarr"])
+    assert set(cube.dims) == set(METRICS_KEYS) and "train_sigma" not in cube.variables
+    assert "estimator_label" in load_metrics(paths["metrics.csv"]).columns
