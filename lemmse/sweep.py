@@ -233,6 +233,8 @@ def check_semantics(config: dict) -> None:
     ref = config["figures"]["reference"]
     if ref["patch"] is not None and ref["patch"] % 2 == 0:
         raise LemmseInputError(f"config key figures.reference.patch: patch size {ref['patch']} must be odd")
+    if ref["dataset"] is not None:
+        _require_dataset(info, "figures.reference.dataset", ref["dataset"])
     var = config["variance"]
     if var["dataset"] is not None:
         _require_dataset(info, "variance.dataset", var["dataset"])
@@ -475,6 +477,8 @@ def make_plan(config: dict) -> Plan:
     for ds in mem["datasets"]:
         for problem in mem["problems"]:
             for label, kind in (("mmse", "mmse"), ("emmse", "emmse"), ("lemmse", "lemmse")):
+                if kind not in problem.get("estimators", (kind,)):
+                    continue
                 patch = mem["patch"] if kind == "lemmse" else 0
                 plan.memorisation.append(AnalyticRun(ds, ds, problem["task"], problem["preinverse"], label, patch,
                                                      mem["train_size"]))
