@@ -263,7 +263,9 @@ def draw_fig3(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
         diffs.append((axes[r, 3], np.abs(a.astype(np.float64) - b).max(axis=0),
                       "|B = I − B = A⁺|\n" + ("identical" if not np.isfinite(value) else f"PSNR {value:.1f} dB")))
         _, index, shift, nearest = outs["identity"]
-        style.image_panel(axes[r, 4], nearest, f"training #{index}\nshifted by {shift}")
+        h, w = nearest.shape[-2:]
+        signed = ((shift[0] + h // 2) % h - h // 2, (shift[1] + w // 2) % w - w // 2)  # circular: -4, not 12 of 16
+        style.image_panel(axes[r, 4], nearest, f"training #{index}\nshifted by {signed}")
         style.image_panel(axes[r, 5], _truth(inputs, ds, task, split, image), "truth")
     top = max([float(d.max()) for _, d, _ in diffs] + [1e-3])
     handle = None
