@@ -30,6 +30,41 @@ COLUMNS = ("dataset", "eval_dataset", "task", "preinverse", "estimator", "patch"
            "image", "distance", "distance_unshifted", "truth_distance")
 
 
+def _search(a: np.ndarray, train: np.ndarray, block: int, cached: list | None) -> tuple[float, int, tuple[int, int],
+                                                                                     float, int]:
+    """Best (squared distance by FFT, training index, shift) over all circular shifts, and the best
+    unshifted (exact squared distance, training index), of one image ``a (C, H, W)``."""
+    h, w = a.shape[-2:]
+    fa = np.fft.rfft2(a)
+    aa = float((a * a).sum())
+    top, top_d, top_g = np.inf, 0, (0, 0)
+    plain, plain_d = np.inf, 0
+    for b, start in enumerate(range(0, len(train), block)):
+        t = train[start : start + block]
+        tt = (t * t).sum(axis=(1, 2, 3))
+        ft = cached[b] if cached is not None else np.conj(np.fft.rfft2(t))
+        # c[d, g] = Σ_k a_k t_d[k - g]: ⟨a, T_g t_d⟩ for every circular shift g
+        corr = np.fft.irfft2(fa[None] * ft, s=(h, w)).sum(axis=1)
+        sq = aa + tt[:, None, None] - 2.0 * corr
+        d, gy, gx = np.unravel_index(int(np.argmin(sq)), sq.shape)
+        if sq[d, gy, gx] < top:
+            top, top_d, top_g = sq[d, gy, gx], start + int(d), (int(gy), int(gx))
+        direct = ((t - a) ** 2).sum(axis=(1, 2, 3))
+        if float(direct.min()) < plain:
+            plain, plain_d = float(direct.min()), start + int(np.argmin(direct))
+    return float(top), top_d, top_g, plain, plain_d
+
+
+def _as_float(images: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images, dtype=np.float64)
+    train = np.asarray(train, dtype=np.float64)
+    if images.ndim != 4 or train.ndim != 4 or images.shape[1:] != train.shape[1:]:
+        raise LemmseInputError(f"images {images.shape} and train {train.shape} must be (n, C, H, W) of one shape")
+    if len(train) == 0:
+        raise LemmseInputError("the training set is empty")
+    return images, train
+
+
 def shift_nearest_distance(images: np.ndarray, train: np.ndarray, *, block: int = 512,
                            cache_bytes: int = 2**30) -> tuple[np.ndarray, np.ndarray]:
     """``(shift-aware, unshifted)`` RMS distance of each image ``(n, C, H, W)`` to ``train (D, C, H, W)``.
@@ -38,12 +73,7 @@ def shift_nearest_distance(images: np.ndarray, train: np.ndarray, *, block: int 
     images only. Both float64 ``(n,)``. The training spectra are computed once when they take at
     most ``cache_bytes``, else once per image.
     """
-    images = np.asarray(images, dtype=np.float64)
-    train = np.asarray(train, dtype=np.float64)
-    if images.ndim != 4 or train.ndim != 4 or images.shape[1:] != train.shape[1:]:
-        raise LemmseInputError(f"images {images.shape} and train {train.shape} must be (n, C, H, W) of one shape")
-    if len(train) == 0:
-        raise LemmseInputError("the training set is empty")
+    images, train = _as_float(images, train)
     n, c, h, w = images.shape
     size = c * h * w
     best_shift = np.empty(n)
@@ -53,26 +83,26 @@ def shift_nearest_distance(images: np.ndarray, train: np.ndarray, *, block: int 
     cached = [np.conj(np.fft.rfft2(train[s : s + block])) for s in range(0, len(train), block)] \
         if spectrum_bytes <= cache_bytes else None
     for i, a in enumerate(images):
-        fa = np.fft.rfft2(a)
-        aa = float((a * a).sum())
-        top, top_d, top_g = np.inf, 0, (0, 0)
-        plain = np.inf
-        for b, start in enumerate(range(0, len(train), block)):
-            t = train[start : start + block]
-            tt = (t * t).sum(axis=(1, 2, 3))
-            ft = cached[b] if cached is not None else np.conj(np.fft.rfft2(t))
-            # c[d, g] = Σ_k a_k t_d[k - g]: ⟨a, T_g t_d⟩ for every circular shift g
-            corr = np.fft.irfft2(fa[None] * ft, s=(h, w)).sum(axis=1)
-            sq = aa + tt[:, None, None] - 2.0 * corr
-            d, gy, gx = np.unravel_index(int(np.argmin(sq)), sq.shape)
-            if sq[d, gy, gx] < top:
-                top, top_d, top_g = sq[d, gy, gx], start + d, (gy, gx)
-            plain = min(plain, float(((t - a) ** 2).sum(axis=(1, 2, 3)).min()))
+        _, top_d, top_g, plain, _ = _search(a, train, block, cached)
         shifted = np.roll(train[top_d], shift=top_g, axis=(1, 2))
         exact = float(((a - shifted) ** 2).sum())
         best_shift[i] = np.sqrt(min(exact, plain) / size)
         best_plain[i] = np.sqrt(plain / size)
     return best_shift, best_plain
+
+
+def nearest_shifted(image: np.ndarray, train: np.ndarray, *, block: int = 512) -> tuple[float, int, tuple[int, int],
+                                                                                       np.ndarray]:
+    """The training image nearest to ``image (C, H, W)`` over all circular shifts (as in
+    :func:`shift_nearest_distance`): ``(RMS distance, training index, shift (dy, dx), T_g x_d)``."""
+    images, train = _as_float(np.asarray(image)[None], train)
+    a = images[0]
+    _, top_d, top_g, plain, plain_d = _search(a, train, block, None)
+    shifted = np.roll(train[top_d], shift=top_g, axis=(1, 2))
+    exact = float(((a - shifted) ** 2).sum())
+    if plain < exact:
+        top_d, top_g, shifted, exact = plain_d, (0, 0), train[plain_d], plain
+    return float(np.sqrt(exact / a.size)), int(top_d), top_g, shifted
 
 
 def memorisation_table(plan) -> pd.DataFrame:

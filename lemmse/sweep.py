@@ -238,6 +238,8 @@ def check_semantics(config: dict) -> None:
     ref = config["figures"]["reference"]
     if ref["patch"] is not None and ref["patch"] % 2 == 0:
         raise LemmseInputError(f"config key figures.reference.patch: patch size {ref['patch']} must be odd")
+    if ref["dataset"] is not None:
+        _require_dataset(info, "figures.reference.dataset", ref["dataset"])
     var = config["variance"]
     if var["dataset"] is not None:
         _require_dataset(info, "variance.dataset", var["dataset"])
@@ -528,6 +530,8 @@ def make_plan(config: dict) -> Plan:
     for ds in mem["datasets"]:
         for problem in mem["problems"]:
             for label in BUILTIN_ESTIMATORS:  # MMSE, E-MMSE, LE-MMSE side by side
+                if label not in problem.get("estimators", BUILTIN_ESTIMATORS):
+                    continue
                 patch = mem["patch"] if plan.estimator(label).patched else 0
                 plan.memorisation.append(AnalyticRun(ds, ds, problem["task"], problem["preinverse"], label, patch,
                                                      mem["train_size"]))

@@ -14,7 +14,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from claims_fixtures import (EMPTY_A, EMPTY_M, OFFSETS, SETTINGS, analytic, estimator_pairs, memorisation, metrics,
                              netpairs, run)
-from lemmse.claims import CLAIMS, FAILS, HOLDS, NOT_COVERED, Settings, compute_claims
+from lemmse.claims import CLAIMS, FAILS, HOLDS, NOT_COVERED, Settings, compute_claims, write_claims
 
 TWO_SPLITS = ("train", "test")
 EPS = 0.1
@@ -198,9 +198,14 @@ POOL_SHIFT = -10 * np.log10(np.mean(10 ** (-np.asarray(OFFSETS) / 10)))
 
 
 def _emmse(task, level):
+    # as on real stores: bit-identical outputs (PSNR ∞) at the smallest σ, 60 dB at σ = 0.1, level + δ at σ = 1;
+    # both Cor. 3.7 claims read the lowest cell
+    cell = {0.01: np.inf, 0.1: 60.0, 1.0: level}
+
     def build(d):
-        return dict(estimator_pairs=estimator_pairs(lambda **k: {"psnr": level - POOL_SHIFT + d}, task=(task,),
-                                                    estimator=("emmse",)))
+        return dict(estimator_pairs=estimator_pairs(
+            lambda sigma, **k: {"psnr": cell[sigma] - POOL_SHIFT + (d if sigma == 1.0 else 0.0)}, task=(task,),
+            estimator=("emmse",)))
     return build
 
 
@@ -425,6 +430,26 @@ def test_preinverse_variance_from_stores(tmp_path):
     row = run("preinverse_variance", variance=flipped)
     assert row["verdict"] == FAILS and row["value"] == pytest.approx(-np.log10(3.0))
     assert run("preinverse_variance", variance={"denoising": ok["inpainting"]})["verdict"] == NOT_COVERED
+
+
+def test_identical_emmse_outputs_hold_with_an_infinite_psnr(tmp_path):
+    # B = A⁺ = A⁻¹ for the blur: the two E-MMSE stores are bit-identical, PSNR ∞ in every cell
+    pairs = estimator_pairs(lambda **k: {"psnr": np.inf}, task=("deconvolution", "inpainting"), estimator=("emmse",))
+    row = run("emmse_invertible", estimator_pairs=pairs)
+    assert row["verdict"] == HOLDS and math.isinf(row["value"]) and row["cells"] == 3
+    assert math.isinf(row["ci_low"]) and math.isinf(row["ci_high"])
+    assert "3 of 3 cells bit-identical" in row["detail"]
+    table = compute_claims(EMPTY_M, EMPTY_A, only=["emmse_invertible"], estimator_pairs=pairs, settings=SETTINGS)
+    write_claims(table, tmp_path / "claims.md", tmp_path / "claims.csv", config_label="fixture")
+    assert " | ∞ [∞, ∞] | **holds** |" in (tmp_path / "claims.md").read_text()
+    # inpainting identical everywhere: the estimators would be the same, the claim fails (not "not covered")
+    assert run("emmse_not_invertible", estimator_pairs=pairs)["verdict"] == FAILS
+    # one inpainting cell below 40 dB is enough to tell the estimators apart
+    low = pairs.assign(psnr=np.where((pairs.task == "inpainting") & (pairs.sigma == 1.0), 39.0 - POOL_SHIFT, np.inf)
+                       + pairs["image"].map(dict(enumerate(OFFSETS))))
+    row = run("emmse_not_invertible", estimator_pairs=low)
+    assert row["verdict"] == HOLDS and row["value"] == pytest.approx(39.0)
+    assert "1 of 3 cells below 40 dB" in row["detail"]
 
 
 def test_claims_are_in_order_and_ids_unique():

@@ -96,6 +96,71 @@ def test_reference_comes_from_the_config_never_from_max_n():
     assert Reference.from_config(config) == Reference(7, 1000, 5, 100, "study 'noise'")
     config["figures"]["reference"]["train_size"] = 5
     assert Reference.from_config(config).train_size == 5
+    # the reference data set: the study's first unless figures.reference.dataset names one
+    config["studies"]["noise"]["datasets"] = ["ffhq", "cifar10"]
+    assert Reference.from_config(config).dataset == "ffhq"
+    config["figures"]["reference"]["dataset"] = "cifar10"
+    assert Reference.from_config(config).dataset == "cifar10"
+
+
+def test_fig1_is_the_gallery_of_the_reference_slice():
+    rows = [dict(task=t, preinverse=p, arch=a, image=i, sigma=g, psnr_net_est=100 * i + 10 * g + len(a))
+            for t, p in (("denoising", "identity"), ("deconvolution", "pinv")) for a in ("resnet", "unet")
+            for i in (0, 1) for g in (0.01, 0.1, 1.0)]
+    rows += [dict(dataset="other", eval_dataset="other", psnr_net_est=-1.0), dict(patch=5, psnr_net_est=-2.0),  # off the reference slice
+             dict(train_size=99, psnr_net_est=-3.0), dict(split="train", psnr_net_est=-4.0),
+             dict(estimator="smoothed", smoothing=0.1, psnr_net_est=-5.0)]
+    inputs = _inputs(_metrics(rows))
+    sel = select("fig1_overview", inputs, Reference(patch=3, train_size=10, dataset="d"))
+    assert sel.fixed == {"dataset": "d", "patch": 3, "train_size": 10, "sigma": 0.1, "split": "test"}
+    assert sel.facet_values() == [("denoising", "identity"), ("deconvolution", "pinv")]  # the paper's task order
+    assert sel.frame["arch"].tolist() == ["unet", "resnet"] * 2
+    # the first test image at the middle σ: 100·0 + 10·0.1 + len(arch)
+    assert sel.frame["psnr_net_est"].tolist() == pytest.approx([5.0, 7.0, 5.0, 7.0])
+    assert set(sel.frame["image"]) == {0}
+    assert ("network", "d", "d", "deconvolution", "pinv", "unet", 3, 10) in sel.stores
+    assert ("analytic", "d", "d", "denoising", "identity", "lemmse", 3, 10) in sel.stores
+    assert not any(k[1] == "other" for k in sel.stores)
+    # the same rows as the gallery's block of that data set and P (a shared helper, not a copy)
+    gallery = select("fig13_gallery", inputs, Reference(train_size=10)).frame
+    block = gallery[(gallery.dataset == "d") & (gallery.patch == 3) & (gallery.split == "test")]
+    assert block["psnr_net_est"].tolist() == sel.frame["psnr_net_est"].tolist()
+    with pytest.raises(LemmseInputError, match=r"figures\.reference\.dataset"):
+        select("fig1_overview", inputs, Reference(patch=3, train_size=10))  # two data sets, none configured
+    with pytest.raises(LemmseInputError, match="no rows of the reference data set 'x'"):
+        select("fig1_overview", inputs, Reference(patch=3, train_size=10, dataset="x"))
+
+
+def _emmse_rows(tasks=("deconvolution", "inpainting"), pres=("identity", "pinv")):
+    return [dict(estimator="emmse", patch=0, task=t, preinverse=p, image=i, sigma=g,
+                 psnr_est_truth=10 * g + i + (0.5 if p == "pinv" else 0.0))
+            for t in tasks for p in pres for i in (0, 1) for g in (0.01, 0.05, 0.1, 0.5, 1.0)]
+
+
+def test_fig3_pairs_the_emmse_under_both_preinverses():
+    rows = _emmse_rows()
+    rows += [dict(estimator="emmse", patch=0, task="deconvolution", preinverse="tik1e-2", psnr_est_truth=-1.0),
+             dict(estimator="emmse", patch=0, task="denoising", psnr_est_truth=-2.0),
+             dict(estimator="emmse", patch=0, task="inpainting", train_size=99, psnr_est_truth=-3.0),
+             dict(estimator="lemmse", task="inpainting", preinverse="pinv", psnr_est_truth=-4.0)]
+    inputs = FigureInputs(_metrics([]), _analytic(rows), StoreLayout(Path(".")),
+                          {"identity": {"kind": "identity"}, "pinv": {"kind": "pinv"},
+                           "tik1e-2": {"kind": "tikhonov", "lam": 0.01}})
+    sel = select("fig3_emmse", inputs, Reference(memorisation_train_size=10))
+    # deconvolution (they coincide) first, then inpainting; three σ spread over the grid
+    assert sel.facet_values() == [("d", t, g) for t in ("deconvolution", "inpainting") for g in (0.01, 0.1, 1.0)]
+    assert sel.frame["kind"].tolist() == ["identity", "pinv"] * 6
+    assert set(sel.frame["preinverse"]) == {"identity", "pinv"} and set(sel.frame["train_size"]) == {10}
+    assert set(sel.frame["image"]) == {0} and sel.fixed == {"split": "test"}
+    assert sel.frame["psnr_est_truth"].tolist() == pytest.approx([0.1, 0.6, 1.0, 1.5, 10.0, 10.5] * 2)
+    assert set(sel.stores) == {("analytic", "d", "d", t, p, "emmse", 0, 10) for t in ("deconvolution", "inpainting")
+                               for p in ("identity", "pinv")} | {("measurements", "d", "deconvolution"),
+                                                                 ("measurements", "d", "inpainting"), ("data", "d")}
+    # a task with one pre-inverse only is left out; none with both: not covered, naming the section
+    sel = select("fig3_emmse", _inputs(analytic=_analytic(_emmse_rows() [:-10])), Reference())
+    assert {t for _, t, _ in sel.facet_values()} == {"deconvolution"}
+    with pytest.raises(LemmseInputError, match=r"both B = I and B = A⁺.*memorisation\.problems"):
+        select("fig3_emmse", _inputs(analytic=_analytic(_emmse_rows(pres=("identity",)))), Reference())
 
 
 def test_fig17_keeps_only_problems_along_which_p_varies():
@@ -129,10 +194,34 @@ def test_fig23_takes_the_largest_patch_per_problem_and_fig20_the_observed_mass()
     assert sel.frame.groupby(["task", "preinverse"])["patch"].unique().map(list).to_dict() == {
         ("denoising", "identity"): [7], ("inpainting", "pinv"): [3]}
     assert ("analytic", "d", "d", "denoising", "identity", "lemmse", 7, 10) in sel.stores
+    # one data set: Fig. 24 (the others) is not covered, and says why
+    with pytest.raises(LemmseInputError, match=r"no training data set besides the reference 'd'.*\['d'\]"):
+        select("fig24_patchwork", _inputs(analytic=_analytic(a)), Reference(train_size=10, dataset="d"))
+    with pytest.raises(LemmseInputError, match=r"figures\.reference\.dataset"):
+        select("fig24_patchwork", _inputs(analytic=_analytic(a)), Reference(train_size=10))
     sel = select("fig20_22_mass", _inputs(analytic=_analytic(a)), Reference(patch=5, train_size=10))
     got = sel.frame.set_index(["statistic", "sigma"])["mean"].to_dict()
     assert got == {("mass99_observed_mean", 0.1): 10.0, ("mass99_observed_mean", 0.5): 10.0,
                    ("mass99_observed_median", 0.1): 5.0, ("mass99_observed_median", 0.5): 5.0}
+
+
+def test_fig23_draws_the_reference_data_set_and_fig24_the_others():
+    a = [dict(dataset=ds, eval_dataset=ds, patch=p, sigma=s, image=i, distinct_sources=float(p) + i + 10 * k)
+         for k, ds in enumerate(("ffhq", "fashion_mnist", "cifar10")) for p in (3, 5) for s in (0.1, 0.5)
+         for i in (0, 1)]
+    a += [dict(dataset="ffhq", eval_dataset="cifar10", patch=9, distinct_sources=-1.0),  # OOD: no source maps drawn
+          dict(dataset="mnist", patch=9, train_size=99, distinct_sources=-2.0),  # another N
+          dict(dataset="svhn", patch=9, distinct_sources=np.nan)]  # no diagnostics in its store
+    inputs = _inputs(analytic=_analytic(a))
+    ref = Reference(train_size=10, dataset="ffhq")
+    f23 = select("fig23_patchwork", inputs, ref)
+    assert f23.facet_values() == [("ffhq", "denoising", "identity")]
+    assert f23.frame["patch"].tolist() == [5, 5] and f23.frame["distinct_sources"].tolist() == [5.0, 5.0]
+    f24 = select("fig24_patchwork", inputs, ref)
+    assert f24.facet_values() == [("fashion_mnist", "denoising", "identity"), ("cifar10", "denoising", "identity")]
+    assert f24.frame["distinct_sources"].tolist() == [15.0, 15.0, 25.0, 25.0]
+    assert f24.fixed == {"train_size": 10} and {k[1] for k in f24.stores} == {"fashion_mnist", "cifar10"}
+    assert ("analytic", "cifar10", "cifar10", "denoising", "identity", "lemmse", 5, 10) in f24.stores
 
 
 def test_fig7_and_fig25_pair_ood_with_in_distribution():
@@ -178,8 +267,10 @@ def test_figure_renders(world, tmp_path, name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         # Fig. 9 draws the data sets outside the reference slice: move the reference off the fixture's
-        make_figure(name, world, out, config_label="fixture config",
-                    reference=dataclasses.replace(REF, patch=99) if name == "fig9_other_datasets" else REF)
+        # Fig. 24 draws the data sets other than the reference: name another one as the reference
+        ref = {"fig9_other_datasets": dataclasses.replace(REF, patch=99),
+               "fig24_patchwork": dataclasses.replace(REF, dataset="faces")}.get(name, REF)
+        make_figure(name, world, out, config_label="fixture config", reference=ref)
     width, height = png_size(out)
     assert width >= 400 and height >= 300, (width, height)
     assert out.stat().st_size > 10_000
@@ -201,15 +292,17 @@ def test_variance_store_layout(world):
 
 def test_covered_figures_follow_the_tables(world):
     m, a = world.metrics, world.analytic
-    # every figure but Fig. 9, whose data sets lie outside the reference slice (the fixture has one data set)
-    assert set(covered_figures(m, a, variance=True, reference=REF)) == set(FIGURES) - {"fig9_other_datasets"}
+    # every figure but Fig. 9 and 24, whose data sets lie outside the reference slice (the fixture has one data set)
+    assert set(covered_figures(m, a, variance=True, reference=dataclasses.replace(REF, dataset=DATASET))) == (
+        set(FIGURES) - {"fig9_other_datasets", "fig24_patchwork"})
     assert "fig9_other_datasets" in covered_figures(m, a, reference=dataclasses.replace(REF, patch=7))
+    assert "fig24_patchwork" in covered_figures(m, a, reference=dataclasses.replace(REF, dataset="faces"))
     in_dist = m[(m.eval_dataset == m.dataset) & (m.estimator == "lemmse") & (m.patch == 3) & (m.train_size == 10)]
     got = covered_figures(in_dist, a[a.estimator == "lemmse"], reference=REF)
     for name in ("fig7_ood", "fig25_ood_psnr", "fig8_smoothed", "fig26_dataset_size", "fig18_19_patch_size",
-                 "fig2_memorisation", "fig4_preinverse_variance"):
+                 "fig2_memorisation", "fig3_emmse", "fig4_preinverse_variance"):
         assert name not in got
-    assert {"fig5_psnr_vs_sigma", "fig17_patch_density", "fig23_patchwork"} <= set(got)
+    assert {"fig1_overview", "fig5_psnr_vs_sigma", "fig17_patch_density", "fig23_patchwork"} <= set(got)
     # values do not matter: planned keys with NaN values give the same answer
     planned = m.copy()
     planned.loc[:, "psnr_net_truth":] = np.nan
@@ -277,7 +370,11 @@ def test_config_reference_is_validated():
     from lemmse.sweep import load_config
 
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    assert load_config(raw)["figures"]["reference"] == {"study": "noise", "patch": None, "train_size": None}
+    assert load_config(raw)["figures"]["reference"] == {"study": "noise", "dataset": None, "patch": None,
+                                                        "train_size": None}
+    raw["figures"] = {"reference": {"dataset": "mnist"}}
+    with pytest.raises(LemmseInputError, match=r"figures\.reference\.dataset: data set 'mnist' is not configured"):
+        load_config(raw)
     raw["figures"] = {"reference": {"patch": 4}}
     with pytest.raises(LemmseInputError, match=r"figures\.reference\.patch: patch size 4 must be odd"):
         load_config(raw)

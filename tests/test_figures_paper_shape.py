@@ -108,6 +108,7 @@ def test_reference_is_the_noise_study_not_max_n(paper):
     ref = Reference.from_config(plan.config)
     assert (ref.patch, ref.train_size) == (5, 10000)  # not N = 50000 of the dataset-size study
     assert (ref.memorisation_patch, ref.memorisation_train_size) == (5, 1000)
+    assert ref.dataset == "ffhq"  # the noise study's first: Fig. 1 and 23 (the paper's FFHQ-32)
 
 
 def test_fig5_rows_are_datasets_by_architectures(paper):
@@ -203,12 +204,22 @@ def test_smoothed_gallery_mass_patchwork_memorisation(paper):
     assert set(f20.frame["dataset"]) == DATASETS
     assert set(f20.frame["statistic"]) == {"mass99_observed_mean", "mass99_observed_median"}
     assert set(f20.frame["split"]) == {"test"}
-    f23 = chosen["fig23_patchwork"]
-    largest = {(d, t, p): P for d, t, p, P in f23.frame[["dataset", "task", "preinverse", "patch"]]
+    f23, f24 = chosen["fig23_patchwork"], chosen["fig24_patchwork"]
+    largest = {(d, t, p): P for f in (f23, f24) for d, t, p, P in f.frame[["dataset", "task", "preinverse", "patch"]]
                .drop_duplicates().itertuples(index=False, name=None)}
     assert largest[("ffhq", "denoising", "identity")] == 11 and largest[("ffhq", "deconvolution", "identity")] == 5
     assert largest[("ffhq64", "inpainting", "pinv")] == 11
-    assert {d for d, _, _ in largest} == DATASETS | {"ffhq64"}  # Fig. 24 (FashionMNIST) included
+    assert set(f23.frame["dataset"]) == {"ffhq"}  # Fig. 23: FFHQ-32, the reference data set
+    assert set(f24.frame["dataset"]) == {"cifar10", "fashion_mnist", "ffhq64"}  # Fig. 24: FashionMNIST and the rest
+    assert f23.fixed == f24.fixed == {"train_size": 10000}
+    f1 = chosen["fig1_overview"]
+    assert f1.fixed == {"dataset": "ffhq", "patch": 5, "train_size": 10000, "sigma": f1.fixed["sigma"], "split": "test"}
+    assert set(f1.facet_values()) == NOISE_PROBLEMS | {("deconvolution", t) for t in ("tik1e-3", "tik1e-2", "tik1e-1")}
+    assert set(f1.frame["arch"]) == ARCHS and set(f1.frame["image"]) == {0}
+    f3 = chosen["fig3_emmse"]
+    assert {(d, t) for d, t, _ in f3.facet_values()} == {("ffhq", "deconvolution"), ("ffhq", "inpainting")}
+    assert set(f3.frame["preinverse"]) == {"identity", "pinv"} and set(f3.frame["train_size"]) == {1000}
+    assert len({s for *_, s in f3.facet_values()}) == 3  # three σ spread over the authors' grid
     f2 = chosen["fig2_memorisation"]
     assert f2.fixed == {"patch": 5}
     assert facets(f2, "dataset", "task") == {("ffhq", "denoising"), ("ffhq", "deconvolution")}

@@ -30,9 +30,10 @@ def test_study_and_rule_counts_by_hand(tiny_plan):
     studies = study_jobs(tiny_plan)
     assert studies["noise"] == {"train_network": 4, "evaluate_network": 4, "analytic stores": 2, "analytic_shard": 4}
     assert studies["ood"]["evaluate_network"] == 1 and studies["smoothing"]["analytic stores"] == 2
-    # memorisation: 2 problems × (mmse, emmse, lemmse) stores of 2 shards (2 images / 2 per shard × 2 σ / 1)
-    assert studies["memorisation"] == {"train_network": 0, "evaluate_network": 0, "analytic stores": 6,
-                                       "analytic_shard": 12}
+    # memorisation: 2 problems × (mmse, emmse, lemmse) + 3 E-MMSE-only problems (Fig. 3), stores of 2 shards
+    # (2 images / 2 per shard × 2 σ / 1)
+    assert studies["memorisation"] == {"train_network": 0, "evaluate_network": 0, "analytic stores": 9,
+                                       "analytic_shard": 18}
     assert studies["variance"]["variance"] == 2
     jobs = rule_jobs(tiny_plan, ["fig5_psnr_vs_sigma"])
     assert jobs["prepare_dataset"] == 2 and prepared_datasets(tiny_plan) == ["digits", "faces"]
@@ -68,8 +69,9 @@ def test_plan_cli_prints_rules_studies_and_figures(capsys, tiny_plan):
     assert f": {sum(jobs.values())} jobs" in out
     for rule, n in jobs.items():
         assert any(line.split() == [rule, str(n)] for line in out.splitlines()), rule
-    # every figure but Fig. 9 (the tiny config has no data set outside the reference slice)
-    assert "Figures covered (14 of 15)" in out and "Figures NOT covered (1)" in out
+    # every figure but Fig. 9 and 24 (the tiny config has no data set outside the reference slice)
+    assert "Figures covered (16 of 18)" in out and "Figures NOT covered (2)" in out
+    assert "fig24_patchwork: fig24_patchwork: no training data set besides the reference 'digits'" in out
     noise = next(line for line in out.splitlines() if line.split()[:1] == ["noise"])
     assert noise.split()[1:] == ["4", "4", "2", "4", "0"]
 
@@ -77,11 +79,11 @@ def test_plan_cli_prints_rules_studies_and_figures(capsys, tiny_plan):
 def test_plan_cli_names_the_figures_not_covered_and_why(capsys, tmp_path):
     assert main(["plan", str(_without_patch_study(tmp_path))]) == 0
     out = capsys.readouterr().out
-    assert "Figures NOT covered (3), and why:" in out  # and Fig. 9, as in the tiny config
+    assert "Figures NOT covered (4), and why:" in out  # and Fig. 9 and 24, as in the tiny config
     for name in ("fig17_patch_density", "fig18_19_patch_size"):
         line = next(line for line in out.splitlines() if line.strip().startswith(f"{name}:"))
         assert "patch" in line.split(":", 1)[1], line
-    assert "Figures covered (12 of 15)" in out
+    assert "Figures covered (14 of 18)" in out
 
 
 def test_plan_cli_help_and_bad_input(capsys, tmp_path):
@@ -100,7 +102,7 @@ def test_plan_cli_plans_the_paper_config_without_its_data(capsys, tmp_path, monk
     monkeypatch.chdir(tmp_path)  # no data/ here
     assert main(["plan", str(REPO / "config" / "paper.yaml")]) == 0
     out = capsys.readouterr().out
-    assert ": 1498 jobs" in out and any(line.split() == ["train_network", "87"] for line in out.splitlines())
+    assert ": 1567 jobs" in out and any(line.split() == ["train_network", "87"] for line in out.splitlines())
 
 
 @pytest.mark.workflow

@@ -71,8 +71,9 @@ def test_paper_config_plans_without_its_data_files(tmp_path, monkeypatch):
     assert plan.datasets["cifar10"]["channels"] == 3 and plan.datasets["fashion_mnist"]["channels"] == 1
     assert plan.datasets["fashion_mnist"]["resolution"] == 28  # native, as the authors
     # noise 3 sets × 5 problems × 3 archs = 45, patch size 3 × 2 problems × 3 more P = 18, dataset size
-    # 2 × 3 more N = 6, Tikhonov 3, ffhq64 5 problems × 3 archs = 15
-    assert len(plan.networks) == 87 and len(plan.analytics) == 58
+    # 2 × 3 more N = 6, Tikhonov 3, ffhq64 5 problems × 3 archs = 15; estimator stores: 58 of the studies and
+    # Fig. 2, and the 3 E-MMSE-only ones of Fig. 3 (deconvolution B = A⁺, inpainting B = I and B = A⁺)
+    assert len(plan.networks) == 87 and len(plan.analytics) == 61
     assert config["measurements"]["n_eval"] == 100 and config["tasks"]["inpainting"]["hole"] == 15
     assert config["training"]["epochs"] == 600 and config["training"]["steps"] is None
 
@@ -197,6 +198,22 @@ def test_diagnostics_only_for_stores_a_figure_or_claim_reads():
     assert ood and not any(plan.wants_diagnostics(a) for a in ood)
     memo_only = [a for a in plan.memorisation if plan.kind(a) == "lemmse" and a not in study_stores]
     assert memo_only and not any(plan.wants_diagnostics(a) for a in memo_only)
+
+
+def test_memorisation_problems_compute_the_estimators_they_list():
+    """Fig. 2's problems get MMSE, E-MMSE and LE-MMSE (the default); Fig. 3's list the E-MMSE alone."""
+    plan = make_plan(load_config(REPO / "config" / "config.yaml"))
+    got = {(a.task, a.preinverse): set() for a in plan.memorisation}
+    for a in plan.memorisation:
+        got[a.task, a.preinverse].add((plan.kind(a), a.patch, a.train_size))
+    both = {("mmse", 0, 100), ("emmse", 0, 100), ("lemmse", 5, 100)}
+    assert got == {("denoising", "identity"): both, ("deconvolution", "identity"): both,
+                   ("deconvolution", "pinv"): {("emmse", 0, 100)}, ("inpainting", "identity"): {("emmse", 0, 100)},
+                   ("inpainting", "pinv"): {("emmse", 0, 100)}}
+    raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    raw["memorisation"]["problems"][0]["estimators"] = ["smoothed"]
+    with pytest.raises(LemmseInputError, match=r"memorisation\.problems\.0\.estimators"):
+        load_config(raw)
 
 
 def test_dataset_model_options_override_the_architecture_options(tiny):

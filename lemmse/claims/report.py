@@ -88,7 +88,10 @@ def _config_block(config: Mapping[str, Any] | None) -> list[str]:
 
 
 def _number(x: float) -> str:
-    return "—" if not np.isfinite(x) else f"{x:.3g}"
+    """NaN (no value) as a dash; ±∞ (e.g. the PSNR of identical outputs) as ±∞."""
+    if np.isnan(x):
+        return "—"
+    return ("∞" if x > 0 else "−∞") if np.isinf(x) else f"{x:.3g}"
 
 
 def write_claims(claims: pd.DataFrame, out_md: str | os.PathLike, out_csv: str | os.PathLike, *, config_label: str,
@@ -114,7 +117,7 @@ def write_claims(claims: pd.DataFrame, out_md: str | os.PathLike, out_csv: str |
              "## Claims", "",
              "| claim | where | statistic | value [95 % CI] | verdict | detail |", "|---|---|---|---|---|---|"]
     for r in claims.itertuples(index=False):
-        ci = f" [{_number(r.ci_low)}, {_number(r.ci_high)}]" if np.isfinite(r.ci_low) else ""
+        ci = f" [{_number(r.ci_low)}, {_number(r.ci_high)}]" if not np.isnan(r.ci_low) else ""
         lines.append(f"| {esc(r.claim)} | {esc(r.where)} | {esc(r.statistic)} | {_number(r.value)}{ci} | "
                      f"**{r.verdict}** | {esc(r.detail)} |")
     if metrics is not None:

@@ -134,7 +134,7 @@ def bootstrap(cells: Cells, per_group: Callable[[pd.Series], pd.Series], reduce:
     if reduce not in REDUCERS:
         raise ValueError(f"reduce must be one of {REDUCERS}, got {reduce!r}")
     value = _reduce(per_group(cells.point), reduce)
-    if not np.isfinite(value):
+    if np.isnan(value):
         return value, np.nan, np.nan
     step = max(1, CHUNK // max(1, cells.boot.shape[1]))
     parts = []
@@ -143,11 +143,15 @@ def bootstrap(cells: Cells, per_group: Callable[[pd.Series], pd.Series], reduce:
         if "rep" in groups.index.names and not groups.empty:
             parts.append(groups.groupby(level="rep").agg(reduce).to_numpy(dtype=np.float64))
     reps = np.concatenate(parts) if parts else np.zeros(0)
-    reps = reps[np.isfinite(reps)]
+    # a finite statistic keeps its finite replicates (as always); an infinite one (identical outputs) keeps ±∞ ones
+    reps = reps[np.isfinite(reps)] if np.isfinite(value) else reps[~np.isnan(reps)]
     if reps.size == 0:
         return value, np.nan, np.nan
     alpha = (1.0 - level) / 2.0
-    return value, float(np.quantile(reps, alpha)), float(np.quantile(reps, 1.0 - alpha))
+    # replicates may be ±∞ (identical outputs: PSNR ∞); interpolating between them would give NaN
+    method = "linear" if np.isfinite(reps).all() else "inverted_cdf"
+    return (value, float(np.quantile(reps, alpha, method=method)),
+            float(np.quantile(reps, 1.0 - alpha, method=method)))
 
 
 def _long(boot: pd.DataFrame) -> pd.Series:

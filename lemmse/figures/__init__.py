@@ -27,6 +27,11 @@ from lemmse.figures.select import SELECTORS, Reference, Selection, select
 _CAPTIONS_DIR = Path(__file__).resolve().parents[2] / "workflow" / "report"
 
 CAPTIONS: dict[str, str] = {
+    "fig1_overview": (
+        "**Overview (paper Fig. 1).** Trained networks output the LE-MMSE across tasks: at the reference data set, "
+        "patch size P and training-set size N (figures.reference; by default the noise study's own), one row per "
+        "task/pre-inverse, one test image at a middle σ: the measurement y, the output of every architecture (title: "
+        "its PSNR to the LE-MMSE), the LE-MMSE and the truth. The gallery (Fig. 13–16) shows every data set and P."),
     "fig2_memorisation": (
         "**Memorisation (paper Fig. 2).** One row per data set and problem of the memorisation section (B = I, "
         "denoising and deconvolution), one test image at a small σ: the measurement y, the MMSE, E-MMSE and LE-MMSE "
@@ -35,6 +40,16 @@ CAPTIONS: dict[str, str] = {
         "(mean over test images) against σ, with the truth's own distance as the reference level: MMSE (and E-MMSE, "
         "up to a shift) collapse onto training images at small σ while the LE-MMSE stays as far from the training set "
         "as the truth. The E-MMSE distance ignores circular shifts."),
+    "fig3_emmse": (
+        "**E-MMSE, physics-agnostic against physics-aware (paper Fig. 3, Cor. 3.7).** The E-MMSE (all circular "
+        "shifts of the training images compete) with B = I and with B = A⁺ on the same y, side by side with their "
+        "absolute difference (title: the PSNR between them; one colour scale for every difference), for deconvolution "
+        "— an invertible circular convolution (the Gaussian blur's spectrum has no zero, so A⁺ = A⁻¹ and no frequency "
+        "is cut): the two coincide — and for inpainting — a mask, not a convolution: they differ (B = A⁺ allows only "
+        "the shifts that keep the hole in place; at small σ both may copy the same training image, so they differ at "
+        "larger σ). One test image at three σ spread over the grid (smallest, middle, largest), at the memorisation "
+        "section's N. Memorisation of the augmented set: each output's RMS distance to the nearest circularly shifted "
+        "training image (d_aug; shift-aware, as the memorisation table), and that shifted training image for B = I."),
     "fig4_preinverse_variance": (
         "**Pre-inverse and noise (paper Fig. 4).** Per-pixel variance of the LE-MMSE over K seeded noise draws of the "
         "same image (the variance stage), physics-agnostic B = I against physics-aware B = A⁺, for inpainting and "
@@ -103,11 +118,18 @@ CAPTIONS: dict[str, str] = {
         "B = I solid and physics-aware dash-dot. Right: the per-pixel count for one test image at a few σ (log colour "
         "scale, every pixel): at small σ one or a few patches carry the estimate."),
     "fig23_patchwork": (
-        "**Patchwork (paper Fig. 23–24).** For every data set and problem, at the largest patch size P the sweep has "
-        "for it (at the reference N), one test image: the LE-MMSE estimate at a few σ and, below it, the source map of "
-        "the paper's §D.5 — the training image owning a single patch that holds ≥ 50 % of the LE-MMSE weight at each "
-        "pixel (one colour per training image, white where no single patch does). Contiguous regions copied from one "
-        "training image show the patchwork; they dissolve as σ grows."),
+        "**Patchwork (paper Fig. 23, FFHQ-32 in the paper).** On the reference data set (figures.reference; by "
+        "default the noise study's first), for every problem, at the largest patch size P the sweep has for it (at the "
+        "reference N), one test image: the LE-MMSE estimate at a few σ and, below it, the source map of the paper's "
+        "§D.5 — the training image owning a single patch that holds ≥ 50 % of the LE-MMSE weight at each pixel (one "
+        "colour per training image, white where no single patch does). Contiguous regions copied from one training "
+        "image show the patchwork; they dissolve as σ grows. Fig. 24 shows the other data sets."),
+    "fig24_patchwork": (
+        "**Patchwork, other data sets (paper Fig. 24, FashionMNIST in the paper).** The patchwork of Fig. 23 — the "
+        "LE-MMSE estimate at a few σ above its single-patch source map (the training image owning a patch with "
+        "≥ 50 % of the weight at each pixel; white: none), one test image, the largest P per problem at the "
+        "reference N — for every training data set other than the reference one that has LE-MMSE stores with the "
+        "source diagnostic."),
     "fig25_ood_psnr": (
         "**Out of distribution, PSNRs (paper Fig. 25).** Networks and LE-MMSE trained on one data set and evaluated "
         "on another's test images (dashed), against the same networks on their own test images (solid): agreement "
@@ -134,7 +156,9 @@ class Figure:
 
 
 _DRAW = {
+    "fig1_overview": "images:draw_fig1",
     "fig2_memorisation": "images:draw_fig2",
+    "fig3_emmse": "images:draw_fig3",
     "fig4_preinverse_variance": "variance:make_fig4_preinverse_variance",
     "fig5_psnr_vs_sigma": "curves:draw_fig5",
     "fig9_other_datasets": "curves:draw_fig5",
@@ -147,6 +171,7 @@ _DRAW = {
     "fig18_19_patch_size": "curves:draw_fig18_19",
     "fig20_22_mass": "images:draw_fig20_22",
     "fig23_patchwork": "images:draw_fig23",
+    "fig24_patchwork": "images:draw_fig24",
     "fig25_ood_psnr": "curves:draw_fig25",
     "fig26_dataset_size": "curves:draw_fig26",
 }

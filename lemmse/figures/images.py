@@ -1,5 +1,5 @@
-"""The drawing layer for the figures that show pixels: Fig. 2 (memorisation), 7 (out of
-distribution), 13–16 (gallery), 20–22 (mass), 23–24 (patchwork).
+"""The drawing layer for the figures that show pixels: Fig. 1 (overview), 2 (memorisation), 3 (E-MMSE,
+Cor. 3.7), 7 (out of distribution), 13–16 (gallery), 20–22 (mass), 23 and 24 (patchwork).
 
 The :class:`~lemmse.figures.select.Selection` says which (store, split, image, σ) each panel shows;
 the pixels come from the analytic / network / measurement / data stores (never recomputed). ``B y``
@@ -153,43 +153,125 @@ def draw_fig7(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
                title="Fig. 7 — out of distribution: network and LE-MMSE of one training set on another data set")
 
 
-# --------------------------------------------------------------------------------------------- fig 13
+# ------------------------------------------------------------------------------------ fig 1 and 13
+def _gallery_row(inputs: FigureInputs, stores: _Stores, part, archs: list[str], *, sigma: float,
+                 with_by: bool) -> tuple[list[tuple], int]:
+    """The panels ``(image or None, title)`` of one gallery row (Fig. 1 and 13–16): y, (B y), every
+    architecture's output (title: its PSNR to the LE-MMSE), the LE-MMSE and the truth; and the image."""
+    first = part.iloc[0]
+    ds, p, n, task, pre, split = (str(first["dataset"]), int(first["patch"]), int(first["train_size"]),
+                                  str(first["task"]), str(first["preinverse"]), str(first["split"]))
+    image = int(first["image"])
+    y = pick(stores(inputs.stores.measurements(ds, task)), "y", split=split, image=image, sigma=sigma)
+    est = pick(stores(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds)), "xhat", split=split, image=image,
+               sigma=sigma)
+    panels = [(y, "y")] + ([(apply_preinverse(inputs, task, pre, y), "B y")] if with_by else [])
+    for arch in archs:
+        cell = fix(part, arch=arch)
+        if cell.empty:
+            panels.append((None, f"{style.arch_label(arch)}\n(not trained here)"))
+            continue
+        out = pick(stores(inputs.stores.network(ds, task, pre, arch, p, n, ds)), "xhat", split=split, image=image,
+                   sigma=sigma)
+        v = float(cell["psnr_net_est"].iloc[0])
+        panels.append((out, style.arch_label(arch) + (f"\n{v:.1f} dB to LE-MMSE" if np.isfinite(v) else "")))
+    panels += [(est, "LE-MMSE"), (_truth(inputs, ds, task, split, image), "truth")]
+    return panels, image
+
+
+def _show_row(axes_row, panels: list[tuple]) -> None:
+    for ax, (img, title) in zip(axes_row, panels):
+        if img is None:
+            ax.axis("off")
+            ax.set_title(title, fontsize=7, color="0.4")
+            continue
+        style.image_panel(ax, img, title)
+
+
+def draw_fig1(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+    """The overview: one row per problem of the reference slice: y, each architecture's output, LE-MMSE, truth."""
+    f = sel.frame
+    archs = ordered(f["arch"], ARCH_ORDER)
+    rows = sel.facet_values()
+    fig, axes = style.new_figure(len(rows), 3 + len(archs), panel=(1.35, 1.5))
+    stores = _Stores()
+    for r, (task, pre) in enumerate(rows):
+        panels, image = _gallery_row(inputs, stores, fix(f, task=task, preinverse=pre), archs,
+                                     sigma=sel.fixed["sigma"], with_by=False)
+        _show_row(axes[r], panels)
+        axes[r, 0].set_ylabel(inputs.problem_label(task, pre).replace(", ", "\n") + f"\n{sel.fixed['split']} #{image}",
+                              fontsize=7)
+    style.save(fig, out_png, config_label=config_label,
+               title=f"Fig. 1 — trained networks output the LE-MMSE ({sel.fixed['dataset']}, {fixed_text(sel.fixed)})")
+
+
 def draw_fig13(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """Per data set × P block, per problem and split: y, B y, each architecture's output, LE-MMSE, truth."""
     f = sel.frame
     archs = ordered(f["arch"], ARCH_ORDER)
     rows = list(dict.fromkeys(f[["dataset", "patch", "task", "preinverse", "split"]].itertuples(index=False, name=None)))
-    ncols = 4 + len(archs)
-    fig, axes = style.new_figure(len(rows), ncols, panel=(1.25, 1.4))
+    fig, axes = style.new_figure(len(rows), 4 + len(archs), panel=(1.25, 1.4))
     stores = _Stores()
-    n, sigma = sel.fixed["train_size"], sel.fixed["sigma"]
     for r, (ds, p, task, pre, split) in enumerate(rows):
-        part = fix(f, dataset=ds, patch=p, task=task, preinverse=pre, split=split)
-        image = int(part["image"].iloc[0])
-        meas = inputs.stores.measurements(ds, task)
-        y = pick(stores(meas), "y", split=split, image=image, sigma=sigma)
-        est = pick(stores(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds)), "xhat", split=split, image=image,
-                   sigma=sigma)
-        panels = [(y, "y"), (apply_preinverse(inputs, task, pre, y), "B y")]
-        for arch in archs:
-            cell = fix(part, arch=arch)
-            if cell.empty:
-                panels.append((None, f"{style.arch_label(arch)}\n(not trained here)"))
-                continue
-            out = pick(stores(inputs.stores.network(ds, task, pre, arch, p, n, ds)), "xhat", split=split, image=image,
-                       sigma=sigma)
-            v = float(cell["psnr_net_est"].iloc[0])
-            panels.append((out, style.arch_label(arch) + (f"\n{v:.1f} dB to LE-MMSE" if np.isfinite(v) else "")))
-        panels += [(est, "LE-MMSE"), (_truth(inputs, ds, task, split, image), "truth")]
-        for c, (img, title) in enumerate(panels):
-            if img is None:
-                axes[r, c].axis("off")
-                axes[r, c].set_title(title, fontsize=7, color="0.4")
-                continue
-            style.image_panel(axes[r, c], img, title)
+        panels, image = _gallery_row(inputs, stores, fix(f, dataset=ds, patch=p, task=task, preinverse=pre, split=split),
+                                     archs, sigma=sel.fixed["sigma"], with_by=True)
+        _show_row(axes[r], panels)
         label = inputs.problem_label(task, pre).replace(", ", "\n")
         axes[r, 0].set_ylabel(f"{ds}, P = {p}\n{label}\n{split} #{image}", fontsize=7)
     style.save(fig, out_png, config_label=config_label, title=f"Fig. 13–16 — outputs ({fixed_text(sel.fixed)})")
+
+
+# ---------------------------------------------------------------------------------------------- fig 3
+def draw_fig3(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+    """Per data set × task × σ: y, the E-MMSE with B = I and with B = A⁺ (titles: shift-aware distance to
+    the training set), |difference| (title: PSNR between them), the shifted training image nearest to the
+    B = I output, and the truth."""
+    from lemmse.data import load_split
+    from lemmse.gather import psnr
+    from lemmse.memorisation import nearest_shifted
+
+    rows = sel.facet_values()
+    fig, axes = style.new_figure(len(rows), 6, panel=(1.45, 1.6))
+    stores = _Stores()
+    diffs, train_sets = [], {}
+    for r, (ds, task, sigma) in enumerate(rows):
+        cell = fix(sel.frame, dataset=ds, task=task)
+        cell = cell[np.isclose(cell["sigma"], sigma)]
+        first = cell.iloc[0]
+        split, image, n = str(first["split"]), int(first["image"]), int(first["train_size"])
+        if (ds, n) not in train_sets:
+            train_sets[ds, n] = load_split(inputs.stores.data(ds), "train", n)
+        train = train_sets[ds, n]
+        y = pick(stores(inputs.stores.measurements(ds, task)), "y", split=split, image=image, sigma=sigma)
+        style.image_panel(axes[r, 0], y, f"y, σ = {sigma:g}")
+        axes[r, 0].set_ylabel(f"{ds}, {task}\n{split} #{image}, N = {n}", fontsize=7)
+        outs = {}
+        for c, kind in enumerate(("identity", "pinv"), start=1):
+            row = fix(cell, kind=kind).iloc[0]
+            out = pick(stores(inputs.stores.analytic(ds, task, str(row["preinverse"]), "emmse", 0, n, ds)), "xhat",
+                       split=split, image=image, sigma=sigma)
+            dist, index, shift, nearest = nearest_shifted(out, train)
+            outs[kind] = (out, index, shift, nearest)
+            name = "B = I" if kind == "identity" else "B = A⁺"
+            style.image_panel(axes[r, c], out, f"E-MMSE, {name}\nd_aug = {dist:.3f}")
+        a, b = outs["identity"][0], outs["pinv"][0]
+        value = float(psnr(a[None], b[None])[0])
+        diffs.append((axes[r, 3], np.abs(a.astype(np.float64) - b).max(axis=0),
+                      "|B = I − B = A⁺|\n" + ("identical" if not np.isfinite(value) else f"PSNR {value:.1f} dB")))
+        _, index, shift, nearest = outs["identity"]
+        h, w = nearest.shape[-2:]
+        signed = ((shift[0] + h // 2) % h - h // 2, (shift[1] + w // 2) % w - w // 2)  # circular: -4, not 12 of 16
+        style.image_panel(axes[r, 4], nearest, f"training #{index}\nshifted by {signed}")
+        style.image_panel(axes[r, 5], _truth(inputs, ds, task, split, image), "truth")
+    top = max([float(d.max()) for _, d, _ in diffs] + [1e-3])
+    handle = None
+    for ax, d, title in diffs:
+        handle = style.image_panel(ax, d, title, cmap="magma", vmin=0.0, vmax=top)
+    if handle is not None:
+        fig.colorbar(handle, ax=list(axes.ravel()), label="|B = I − B = A⁺| (max over channels)", shrink=0.5)
+    style.save(fig, out_png, config_label=config_label,
+               title="Fig. 3 — E-MMSE (Cor. 3.7): B = I and B = A⁺ coincide for deconvolution, not for inpainting;\n"
+                     "the output is a shifted training image (d_aug: RMS distance to the shifted training set)")
 
 
 # ------------------------------------------------------------------------------------------ fig 20-22
@@ -253,7 +335,13 @@ def draw_fig20_22(sel: Selection, inputs: FigureInputs, out_png: Path, *, config
 
 
 # --------------------------------------------------------------------------------------------- fig 23
-def draw_fig23(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+def draw_fig24(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
+    """Fig. 24: the patchwork of :func:`draw_fig23` on the training data sets other than the reference."""
+    draw_fig23(sel, inputs, out_png, config_label=config_label, figure="Fig. 24")
+
+
+def draw_fig23(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "",
+               figure: str = "Fig. 23") -> None:
     """Per data set × problem, at its largest P: the LE-MMSE estimate and its single-patch source map at a
     few σ, for one test image."""
     from matplotlib.colors import ListedColormap
@@ -291,5 +379,5 @@ def draw_fig23(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_la
             axes[2 * k + 1, c].grid(False)
             axes[2 * k + 1, c].set_title(f"{owned:.0f} % owned, {distinct} images", fontsize=7)
     style.save(fig, out_png, config_label=config_label,
-               title=f"Fig. 23–24 — the LE-MMSE patchwork, single-patch source map (largest P per problem, "
-                     f"{fixed_text(sel.fixed)})")
+               title=f"{figure} — the LE-MMSE patchwork on {', '.join(ordered(sel.frame['dataset']))}, single-patch "
+                     f"source map (largest P per problem, {fixed_text(sel.fixed)})")

@@ -53,7 +53,9 @@ class Reference:
 
     ``patch`` and ``train_size``: the reference P and N (``None``: the axis must hold one value);
     ``memorisation_patch``/``memorisation_train_size``: the LE-MMSE patch and N of Fig. 2 (the
-    ``memorisation`` section); ``source``: where the values came from (said in titles and errors).
+    ``memorisation`` section); ``source``: where the values came from (said in titles and errors);
+    ``dataset``: the reference training data set (Fig. 1 and 23; Fig. 24 draws the others; ``None``:
+    the tables must hold one).
     """
 
     patch: int | None = None
@@ -61,20 +63,23 @@ class Reference:
     memorisation_patch: int | None = None
     memorisation_train_size: int | None = None
     source: str = "figures.reference"
+    dataset: str | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> "Reference":
         """The reference of a (validated or raw) workflow config: ``figures.reference.patch`` /
-        ``train_size`` when set, else the first patch size and training size of the study
+        ``train_size`` / ``dataset`` when set, else the first patch size, training size and data set of the study
         ``figures.reference.study`` (default ``noise``) when the config has it."""
         if not config:
             return cls(source="no configuration")
         ref = dict((config.get("figures") or {}).get("reference") or {})
         name = ref.get("study", "noise")
         study = (config.get("studies") or {}).get(name)
-        patch, train_size = ref.get("patch"), ref.get("train_size")
+        patch, train_size, dataset = ref.get("patch"), ref.get("train_size"), ref.get("dataset")
         source = "figures.reference"
         if study is not None:
+            if dataset is None and study.get("datasets"):
+                dataset = str(study["datasets"][0])
             if patch is None and study.get("patches", [5]):
                 patch = int(study.get("patches", [5])[0])
                 source = f"study {name!r}"
@@ -83,7 +88,8 @@ class Reference:
                 source = f"study {name!r}"
         mem = config.get("memorisation") or {}
         return cls(patch=None if patch is None else int(patch), train_size=None if train_size is None else int(train_size),
-                   memorisation_patch=mem.get("patch"), memorisation_train_size=mem.get("train_size"), source=source)
+                   memorisation_patch=mem.get("patch"), memorisation_train_size=mem.get("train_size"), source=source,
+                   dataset=dataset)
 
 
 @dataclass
@@ -409,14 +415,31 @@ def select_fig2(inputs: FigureInputs, ref: Reference) -> Selection:
                      {"patch": patch}, list(dict.fromkeys(stores)), {"images": images})
 
 
-def select_fig13(inputs: FigureInputs, ref: Reference) -> Selection:
-    """Fig. 13–16, the gallery: for every data set × P the sweep holds at the reference N, one block of
-    rows (problem × split): y, B y, every architecture's output (with its PSNR to the LE-MMSE), the
-    LE-MMSE and the truth, for one image at a middle σ. One row of ``frame`` per network panel."""
-    name = "fig13_gallery"
-    m, n = fix_axis(lemmse_metrics(inputs, name), "train_size", ref.train_size, name, "figures.reference.train_size")
-    sigmas = pick_sigmas(m["sigma"], 3)
-    sigma = sigmas[len(sigmas) // 2]
+def fix_dataset(df: pd.DataFrame, dataset: str | None, figure: str) -> tuple[pd.DataFrame, str]:
+    """Rows of ``df`` of the reference training data set; with no reference, the one data set it holds."""
+    values = list(dict.fromkeys(df["dataset"]))
+    if dataset is None:
+        if len(values) != 1:
+            raise LemmseInputError(f"{figure}: the tables hold the data sets {values} and no reference data set is "
+                                   "configured; set figures.reference.dataset (or define the reference study)")
+        dataset = values[0]
+    out = df[df["dataset"] == dataset]
+    if out.empty:
+        raise LemmseInputError(f"{figure}: no rows of the reference data set {dataset!r} (figures.reference.dataset); "
+                               f"the tables hold {values}")
+    return out, str(dataset)
+
+
+def middle_sigma(sigmas) -> float:
+    """The middle of (up to) three σ spread over the grid: the σ of the galleries (Fig. 1, 13–16)."""
+    picked = pick_sigmas(sigmas, 3)
+    return picked[len(picked) // 2]
+
+
+def gallery_rows(m: pd.DataFrame, n: int, sigma: float) -> tuple[pd.DataFrame, list[tuple]]:
+    """The gallery's panels (Fig. 1 and 13–16) from LE-MMSE metrics rows ``m`` at N = ``n``: per data
+    set × P × problem × split, its first image at ``sigma`` and one row per architecture with its
+    PSNR(net, LE-MMSE); and the stores they read (networks, the LE-MMSE, the measurements)."""
     rows, stores = [], []
     for (ds, patch, task, pre, split), part in m.groupby(["dataset", "patch", "task", "preinverse", "split"], sort=False):
         image = first_image(part)
@@ -427,9 +450,37 @@ def select_fig13(inputs: FigureInputs, ref: Reference) -> Selection:
                          "psnr_net_est": float(v.iloc[0]) if len(v) else np.nan})
             stores.append(("network", ds, ds, task, pre, arch, int(patch), n))
         stores += [("analytic", ds, ds, task, pre, "lemmse", int(patch), n), ("measurements", ds, task)]
-    frame = sort_frame(pd.DataFrame(rows), ["dataset", "patch", "task", "split", "arch"])
+    return pd.DataFrame(rows), list(dict.fromkeys(stores))
+
+
+def select_fig1(inputs: FigureInputs, ref: Reference) -> Selection:
+    """Fig. 1, the overview: at the reference data set, P and N, one test image at a middle σ per
+    problem (one row each): y, every architecture's output (with its PSNR to the LE-MMSE), the
+    LE-MMSE and the truth. One row of ``frame`` per network panel (the gallery's rows, :func:`gallery_rows`)."""
+    name = "fig1_overview"
+    m, ds = fix_dataset(lemmse_metrics(inputs, name), ref.dataset, name)
+    m, patch = fix_axis(m, "patch", ref.patch, name, "figures.reference.patch")
+    m, n = fix_axis(m, "train_size", ref.train_size, name, "figures.reference.train_size")
+    split = "test" if (m["split"] == "test").any() else "train"
+    m = fix(m, split=split)
+    sigma = middle_sigma(m["sigma"])
+    rows, stores = gallery_rows(m, n, sigma)
+    frame = sort_frame(rows, ["task", "arch"])
+    return Selection(name, frame, ("task", "preinverse"), ("arch",),
+                     {"dataset": ds, "patch": patch, "train_size": n, "sigma": sigma, "split": split}, stores)
+
+
+def select_fig13(inputs: FigureInputs, ref: Reference) -> Selection:
+    """Fig. 13–16, the gallery: for every data set × P the sweep holds at the reference N, one block of
+    rows (problem × split): y, B y, every architecture's output (with its PSNR to the LE-MMSE), the
+    LE-MMSE and the truth, for one image at a middle σ. One row of ``frame`` per network panel."""
+    name = "fig13_gallery"
+    m, n = fix_axis(lemmse_metrics(inputs, name), "train_size", ref.train_size, name, "figures.reference.train_size")
+    sigma = middle_sigma(m["sigma"])
+    rows, stores = gallery_rows(m, n, sigma)
+    frame = sort_frame(rows, ["dataset", "patch", "task", "split", "arch"])
     return Selection(name, frame, ("dataset", "patch"), ("task", "preinverse", "split", "arch"),
-                     {"train_size": n, "sigma": sigma}, list(dict.fromkeys(stores)))
+                     {"train_size": n, "sigma": sigma}, stores)
 
 
 def _with_diagnostics(a: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -465,12 +516,25 @@ def select_fig20_22(inputs: FigureInputs, ref: Reference) -> Selection:
                      {"maps": sort_frame(pd.DataFrame(maps), ["dataset", "task", "sigma"])})
 
 
-def select_fig23(inputs: FigureInputs, ref: Reference) -> Selection:
-    """Fig. 23–24, the patchwork: for every data set × problem, at the largest P the sweep has for it (at
-    the reference N), one test image: the LE-MMSE estimate and its single-patch source map at a few σ."""
-    name = "fig23_patchwork"
+def patchwork(inputs: FigureInputs, ref: Reference, name: str, reference_dataset: bool) -> Selection:
+    """The patchwork (Fig. 23–24): for every data set × problem with source maps, at the largest P the
+    sweep has for it (at the reference N), one test image: the LE-MMSE estimate and its single-patch
+    source map at a few σ. ``reference_dataset``: the reference data set only (Fig. 23), else every
+    other training data set (Fig. 24)."""
     a, n = fix_axis(lemmse_analytic(inputs, name), "train_size", ref.train_size, name, "figures.reference.train_size")
     a = require(_with_diagnostics(a, ["distinct_sources"]), "source maps (distinct_sources)", name)
+    if reference_dataset:
+        a, _ = fix_dataset(a, ref.dataset, name)
+    else:
+        if ref.dataset is None:
+            raise LemmseInputError(f"{name}: needs the reference data set (figures.reference.dataset) to tell the "
+                                   "other data sets from it")
+        held = list(dict.fromkeys(a["dataset"]))
+        a = a[a["dataset"] != ref.dataset]
+        if a.empty:
+            raise LemmseInputError(f"{name}: no training data set besides the reference {ref.dataset!r} has LE-MMSE "
+                                   f"source maps at N = {n} (data sets with source maps: {held}; Fig. 23 draws the "
+                                   "reference one)")
     largest = a.groupby(["dataset", "task", "preinverse"], sort=False)["patch"].max().rename("largest").reset_index()
     a = a.merge(largest, on=["dataset", "task", "preinverse"])
     a = a[a["patch"] == a["largest"]]
@@ -486,6 +550,64 @@ def select_fig23(inputs: FigureInputs, ref: Reference) -> Selection:
         stores += [("analytic", ds, ds, task, pre, "lemmse", int(patch), n), ("measurements", ds, task)]
     frame = sort_frame(pd.DataFrame(rows), ["dataset", "task", "sigma"])
     return Selection(name, frame, ("dataset", "task", "preinverse"), ("sigma",), {"train_size": n}, stores)
+
+
+def select_fig23(inputs: FigureInputs, ref: Reference) -> Selection:
+    """Fig. 23, the patchwork on the reference data set (the paper's FFHQ-32); see :func:`patchwork`."""
+    return patchwork(inputs, ref, "fig23_patchwork", True)
+
+
+def select_fig24(inputs: FigureInputs, ref: Reference) -> Selection:
+    """Fig. 24, the patchwork on the other training data sets (the paper's FashionMNIST); see :func:`patchwork`."""
+    return patchwork(inputs, ref, "fig24_patchwork", False)
+
+
+def select_fig3(inputs: FigureInputs, ref: Reference) -> Selection:
+    """Fig. 3, Cor. 3.7: the E-MMSE with B = I beside the E-MMSE with B = A⁺ (and their difference) for
+    deconvolution (an invertible circular convolution: they coincide) and inpainting (not a convolution:
+    they differ — at small σ both may copy the same training image), one test image at three σ spread
+    over the grid (smallest, middle, largest); the drawing adds the shift-aware distance of the output
+    to the training set (it memorises the augmented set). One row per data set × task × σ ×
+    pre-inverse; N is the memorisation section's."""
+    name = "fig3_emmse"
+    a = in_distribution(fix(inputs.analytic, estimator="emmse"))
+    a = a[a["task"].isin(["deconvolution", "inpainting"])]
+    if ref.memorisation_train_size is not None:
+        a = a[a["train_size"] == ref.memorisation_train_size]
+    kinds = a["preinverse"].map(lambda p: inputs.preinverse_kind(p)[0]) if not a.empty else a["preinverse"]
+    a = a[kinds.isin(["identity", "pinv"])].assign(kind=kinds)
+    keys = ["dataset", "task", "train_size"]
+    both = a.groupby(keys, sort=False)["kind"].nunique()
+    both = both[both == 2].reset_index()[keys]
+    a = a.merge(both, on=keys)
+    if a.empty:
+        raise LemmseInputError(f"{name}: the tables hold no analytic E-MMSE rows for deconvolution or inpainting under "
+                               "both B = I and B = A⁺ (list both pre-inverses of a task in memorisation.problems)")
+    # one label per kind (a config may name several pinv labels: the first in the config's order)
+    labels = {}
+    for (ds, task, n, kind), part in a.groupby([*keys, "kind"], sort=False):
+        labels[ds, task, n, kind] = part["preinverse"].iloc[0]
+    a = a[[labels[k] == p for k, p in zip(a[[*keys, "kind"]].itertuples(index=False, name=None), a["preinverse"])]]
+    split = "test" if (a["split"] == "test").any() else "train"
+    a = fix(a, split=split)
+    rows, stores = [], []
+    for (ds, task, n), part in a.groupby(keys, sort=False):
+        image = first_image(part)
+        for s in pick_sigmas(part["sigma"], 3):
+            for kind in ("identity", "pinv"):
+                pre = labels[ds, task, n, kind]
+                d = part[(part["preinverse"] == pre) & (part["image"] == image) & np.isclose(part["sigma"], s)]
+                rows.append({"dataset": ds, "task": task, "preinverse": pre, "kind": kind, "train_size": int(n),
+                             "split": split, "image": image, "sigma": s,
+                             "psnr_est_truth": float(d["psnr_est_truth"].iloc[0]) if len(d) else np.nan})
+                stores.append(("analytic", ds, ds, task, pre, "emmse", 0, int(n)))
+        stores += [("measurements", ds, task), ("data", ds)]
+    frame = pd.DataFrame(rows)  # deconvolution (they coincide) before inpainting (they differ), B = I first
+    frame = frame.assign(_t=frame["task"].map({"deconvolution": 0, "inpainting": 1})).sort_values(
+        ["_t", "sigma", "kind"], kind="stable").drop(columns="_t")
+    frame = sort_frame(frame, ["dataset"])
+    return Selection(name, frame, ("dataset", "task", "sigma"), ("kind",), {"split": split},
+                     list(dict.fromkeys(stores)))
 
 
 def select_fig7(inputs: FigureInputs, ref: Reference) -> Selection:
@@ -514,7 +636,9 @@ def select_fig7(inputs: FigureInputs, ref: Reference) -> Selection:
 
 #: name -> selection function, in report order.
 SELECTORS: dict[str, Callable[[FigureInputs, Reference], Selection]] = {
+    "fig1_overview": select_fig1,
     "fig2_memorisation": select_fig2,
+    "fig3_emmse": select_fig3,
     "fig5_psnr_vs_sigma": select_fig5,
     "fig9_other_datasets": select_fig9,
     "table2_architectures": select_table2,
@@ -526,6 +650,7 @@ SELECTORS: dict[str, Callable[[FigureInputs, Reference], Selection]] = {
     "fig18_19_patch_size": select_fig18_19,
     "fig20_22_mass": select_fig20_22,
     "fig23_patchwork": select_fig23,
+    "fig24_patchwork": select_fig24,
     "fig25_ood_psnr": select_fig25,
     "fig26_dataset_size": select_fig26,
 }
