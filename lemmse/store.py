@@ -58,6 +58,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -131,12 +132,23 @@ def writing(path: Path, what: str) -> Iterator[None]:
         raise _write_error(path, what, err) from err
 
 
-def _remove_partial_files(path: Path) -> None:
+def _remove_partial_files(path: Path, settle: float = 0.05, patience: float = 2.0) -> None:
     """Drop the temporary ``*.partial`` files an interrupted Zarr write leaves in a store (a full
-    disk can stop it between writing the temporary file and renaming it into place)."""
-    if path.is_dir():
-        for leftover in path.rglob("*.partial"):
+    disk can stop it between writing the temporary file and renaming it into place).
+
+    Zarr writes a region's chunks concurrently: when one fails, the error reaches us while sibling
+    writes may still be creating their temporary files. So the sweep repeats, ``settle`` seconds
+    apart, until two in a row find nothing left (at most ``patience`` seconds).
+    """
+    if not path.is_dir():
+        return
+    deadline, quiet = time.monotonic() + patience, 0
+    while quiet < 2 and time.monotonic() < deadline:
+        leftovers = list(path.rglob("*.partial"))
+        for leftover in leftovers:
             leftover.unlink(missing_ok=True)
+        quiet = 0 if leftovers else quiet + 1
+        time.sleep(settle)
 
 
 def require_writable(folder: str | os.PathLike, what: str = "results into") -> None:
