@@ -261,7 +261,13 @@ def test_fig2_panels_and_distances():
 
 
 # ------------------------------------------------------------------------------------------- rendering
-@pytest.mark.parametrize("name", list(FIGURES))
+#: Renders of 100+ panels (10-15 s each on the fixture's sweep): slow tier only; the fast tier still
+#: draws every module's figures (curves through fig5, fig17, fig18_19, ...).
+SLOW_RENDERS = ("fig8_smoothed", "fig9_other_datasets")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_RENDERS else n
+                                  for n in FIGURES])
 def test_figure_renders(world, tmp_path, name):
     out = tmp_path / f"{name}.png"
     with warnings.catch_warnings():

@@ -219,18 +219,24 @@ def test_html_report_bundles_figures_and_claims(tiny_run, tiny_plan):
     assert "fig5_psnr_vs_sigma" in html and "claims" in html
 
 
+@pytest.mark.slow  # 12 s of Snakemake's linter; the fast tier builds the DAG in the bad-config test below
 def test_lint_is_clean():
     proc = snakemake(REPO, "--lint", configfile=REPO / "config" / "config.yaml")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "Congratulations, your workflow is in a good condition" in proc.stdout, proc.stdout[-3000:]
 
 
+# One Snakemake start each (~10 s): the fast tier keeps one; the config checks behind the other two
+# are unit-tested in tests/test_sweep.py.
 @pytest.mark.parametrize("edit,key", [
-    ({"training": {"stepz": 3}}, "training"),
-    ({"studies": {"noise": {"datasets": ["digits"], "problems": [{"task": "denoising", "preinverse": "identity"}],
-                            "archs": ["unett"], "train_sizes": [10]}}}, "studies.noise.archs.0"),
-    ({"measurements": {"sigmas": [0.0]}}, "measurements.sigmas.0"),
-], ids=["unknown-key", "misspelled-arch", "sigma-zero"])
+    pytest.param({"training": {"stepz": 3}}, "training", id="unknown-key"),
+    pytest.param({"studies": {"noise": {"datasets": ["digits"], "problems": [{"task": "denoising",
+                                                                              "preinverse": "identity"}],
+                                        "archs": ["unett"], "train_sizes": [10]}}}, "studies.noise.archs.0",
+                 id="misspelled-arch", marks=pytest.mark.slow),
+    pytest.param({"measurements": {"sigmas": [0.0]}}, "measurements.sigmas.0", id="sigma-zero",
+                 marks=pytest.mark.slow),
+])
 def test_bad_config_fails_before_any_job(tmp_path, edit, key):
     config = yaml.safe_load(TINY.read_text())
     for section, value in edit.items():
