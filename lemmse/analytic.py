@@ -65,10 +65,15 @@ def create_store(path: str | os.PathLike, measurements: str | os.PathLike, *, im
                                   "images_per_shard": ci, "sigmas_per_shard": cs}, overwrite=True)
 
 
-def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, train: np.ndarray,
-                  first_image: int, first_sigma: int, estimate_options: Mapping[str, Any],
-                  device: str = "cpu", max_memory: int = 2**31, progress: bool = False) -> None:
-    """Estimate one image block × σ block (every split) and write it into ``path``."""
+def shard_estimates(path: str | os.PathLike, *, measurements: str | os.PathLike, train: np.ndarray,
+                    first_image: int, first_sigma: int, estimate_options: Mapping[str, Any],
+                    device: str = "cpu", max_memory: int = 2**31, progress: bool = False):
+    """The estimates of one image block × σ block of the store at ``path``, one split at a time.
+
+    Yields ``(split index, images, sigmas, y shape (i, s, c, h, w), EstimateResult)``: exactly the
+    engine calls of a shard job (:func:`compute_shard` writes them; ``lemmse bench-shards`` times them
+    against the job's benchmark file).
+    """
     import torch
 
     from lemmse.estimators import estimate
@@ -91,13 +96,27 @@ def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, t
         flat = torch.from_numpy(np.ascontiguousarray(y.reshape(n_i * n_s, *y.shape[2:]), dtype=np.float32))
         result = estimate(train_t, flat, sigma=torch.from_numpy(sig.astype(np.float64)), diagnostics=diagnostics,
                           device=device, max_memory=max_memory, progress=progress, **estimate_options)
-        block = {"xhat": result.xhat.cpu().numpy().reshape(y.shape)[None]}
+        yield s, images, sigmas, y.shape, result
+
+
+def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, train: np.ndarray,
+                  first_image: int, first_sigma: int, estimate_options: Mapping[str, Any],
+                  device: str = "cpu", max_memory: int = 2**31, progress: bool = False) -> None:
+    """Estimate one image block × σ block (every split) and write it into ``path``."""
+    store = zstore.open_dataset(path, complete=False)
+    sigma_values = zstore.open_dataset(measurements)["sigma"].values
+    diagnostics = has_diagnostics(store)
+    for s, images, sigmas, shape, result in shard_estimates(
+            path, measurements=measurements, train=train, first_image=first_image, first_sigma=first_sigma,
+            estimate_options=estimate_options, device=device, max_memory=max_memory, progress=progress):
+        n_i, n_s = shape[:2]
+        block = {"xhat": result.xhat.cpu().numpy().reshape(shape)[None]}
         for key in DIAGNOSTIC_DTYPES if diagnostics else ():
             value = result.diagnostics[key].cpu().numpy()
             block[key] = value.reshape(n_i, n_s, *value.shape[1:])[None].astype(store[key].dtype)
         zstore.write_region(path, block, {"split": slice(s, s + 1), "image": images, "sigma": sigmas})
-        log.info("%s: split %s, images %d-%d, σ %s written", path, split, images.start, images.stop - 1,
-                 ", ".join(f"{v:g}" for v in meas["sigma"].values[sigmas]))
+        log.info("%s: split %s, images %d-%d, σ %s written", path, store["split"].values[s], images.start,
+                 images.stop - 1, ", ".join(f"{v:g}" for v in sigma_values[sigmas]))
 
 
 def has_diagnostics(store) -> bool:

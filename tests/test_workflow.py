@@ -314,3 +314,33 @@ def test_cost_model_against_the_tiny_run_benchmarks(tiny_run, tiny_plan, tmp_pat
         assert jobs == costs[rule].jobs, rule
     ratios = {rule: seconds / costs[rule].seconds for rule, (jobs, seconds) in measured.items()}
     assert all(0.5 <= r <= 2.0 for r in ratios.values()), (ratios, measured, rates)
+
+
+@pytest.mark.slow
+def test_bench_shards_times_the_engine_on_the_runs_own_shards(tiny_run, tiny_plan, monkeypatch, capsys):
+    """lemmse bench-shards on the finished tiny run: one row per estimator store, its job time the
+    sum of that store's shard benchmark files, the engine re-run on exactly the shard's measurements."""
+    import pandas as pd
+
+    from lemmse.bench_shards import measure, table
+    from lemmse.cli.main import main
+    from lemmse.plan import layout as paths
+
+    monkeypatch.chdir(tiny_run)
+    rows = measure(TINY)
+    assert len(rows) == len(tiny_plan.analytics)
+    m = tiny_plan.config["measurements"]
+    lay = paths.Layout(tiny_plan.results)
+    by_store = {r.store: r for r in rows}
+    for run in tiny_plan.analytics:
+        row = by_store[str(run.store(tiny_plan.results).relative_to(tiny_plan.results))]
+        assert row.measurements == 2 * m["n_eval"] * len(m["sigmas"])  # both splits, every image and σ
+        assert row.diagnostics == tiny_plan.wants_diagnostics(run)
+        files = [lay.benchmark("analytic_shard", paths.SHARD).format(**run.wildcards, image=i, sigma_index=s)
+                 for i, s in tiny_plan.shards(run)]
+        expected = sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
+        assert row.job_seconds == pytest.approx(expected)
+        assert 0 < row.engine_seconds and 0 < row.rate_fraction < 50
+    assert "| **all** |" in table(rows)
+    assert main(["bench-shards", str(TINY), "--stores", "1", "-q"]) == 0
+    assert capsys.readouterr().out.count("\n") == 4  # header, rule, one store, the total

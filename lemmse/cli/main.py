@@ -31,7 +31,7 @@ Run `lemmse COMMAND --help` for the flags of a command.
 
 def build_parser() -> ArgumentParser:
     """The top-level parser with its subcommands (importing no torch: ``--help`` stays fast)."""
-    from lemmse import bench, bench_training
+    from lemmse import bench, bench_shards, bench_training
 
     parser = ArgumentParser(prog=PROG, description=DESCRIPTION, formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -44,6 +44,7 @@ def build_parser() -> ArgumentParser:
     plan_cmd.add_parser(sub)
     bench.add_parser(sub)
     bench_training.add_parser(sub)
+    bench_shards.add_parser(sub)
     figures_cmd.add_parser(sub)
     return parser
 

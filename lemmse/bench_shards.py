@@ -1,0 +1,165 @@
+r"""``lemmse bench-shards``: the workflow's estimator shard jobs against the engine, on the same problems.
+
+For every estimator store of a finished run whose shard jobs left Snakemake benchmark files
+(``benchmarks/analytic_shard/...tsv``), this re-runs, in this one process, exactly the engine calls
+of those shards (:func:`lemmse.analytic.shard_estimates`: same measurements, training images,
+options and diagnostics; nothing is written) and reports
+
+.. math:: \text{rate fraction} = \frac{t_\text{engine}}{t_\text{shard jobs}}
+
+on two clocks: elapsed seconds (the benchmark files' ``s``; a job also pays for its interpreter's
+start-up, reading the stores and writing its chunks, and, in a busy workflow, for the other jobs
+beside it) and CPU seconds of all threads (``cpu_time``; insensitive to neighbours). 100 % means a
+shard job costs no more than the bare engine; the target is ≥ 80 %. Run it on a quiet machine with
+``--threads`` equal to the shard rule's threads (2 in the shipped profile).
+
+No number from another machine or run enters: both times are this run's results folder and
+this process.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lemmse.errors import LemmseInputError
+
+log = logging.getLogger("lemmse.bench_shards")
+
+DESCRIPTION = __doc__.split("\n\n", 1)[0].replace("``", "") + """
+
+Prints a Markdown table per store and the total (--csv writes the rows). Example, after the default run:
+  lemmse bench-shards config/config.yaml --threads 2
+"""
+
+
+@dataclass(frozen=True)
+class ShardRateRow:
+    store: str
+    shards: int
+    measurements: int
+    diagnostics: bool
+    job_seconds: float
+    job_cpu_seconds: float
+    engine_seconds: float
+    engine_cpu_seconds: float
+
+    @property
+    def rate_fraction(self) -> float:
+        return self.engine_seconds / self.job_seconds
+
+    @property
+    def cpu_rate_fraction(self) -> float:
+        return self.engine_cpu_seconds / self.job_cpu_seconds
+
+
+def _read_benchmark(path: Path) -> tuple[float, float]:
+    import pandas as pd
+
+    frame = pd.read_csv(path, sep="\t")
+    if frame.empty or not {"s", "cpu_time"} <= set(frame.columns):
+        raise LemmseInputError(f"{path}: not a Snakemake benchmark file (columns s, cpu_time)")
+    return float(frame["s"].iloc[0]), float(frame["cpu_time"].iloc[0])
+
+
+def measure(config: str | Path, *, device: str = "cpu", stores: int | None = None) -> list[ShardRateRow]:
+    """One row per estimator store of ``config``'s results whose every shard has a benchmark file."""
+    from lemmse.data import load_split
+    from lemmse.plan import layout as paths
+    from lemmse.sweep import estimate_options, load_config, make_plan
+    from lemmse import store as zstore
+    from lemmse.analytic import shard_estimates
+
+    plan = make_plan(load_config(config))
+    lay = paths.Layout(plan.results)
+    max_memory = plan.config["analytic"]["max_memory_mb"] * 2**20
+    rows: list[ShardRateRow] = []
+    for run in plan.analytics:
+        store = run.store(plan.results)
+        shards = plan.shards(run)
+        files = [Path(lay.benchmark("analytic_shard", paths.SHARD).format(**run.wildcards, image=i, sigma_index=s))
+                 for i, s in shards]
+        if not zstore.is_complete(store) or not all(f.is_file() for f in files):
+            continue
+        job_s, job_cpu = (sum(v) for v in zip(*(_read_benchmark(f) for f in files)))
+        train = load_split(lay.data(run.dataset), "train", count=run.train_size)
+        options = estimate_options(plan.config, run)
+        measurements = lay.measurements(run.eval_dataset, run.task)
+
+        def engine() -> int:
+            n = 0
+            for i, s in shards:
+                for *_, shape, _result in shard_estimates(store, measurements=measurements, train=train,
+                                                          first_image=i, first_sigma=s, estimate_options=options,
+                                                          device=device, max_memory=max_memory):
+                    n += shape[0] * shape[1]
+            return n
+
+        if not rows:
+            engine()  # warm once: lazy imports and first-call set-up are a job's start-up, not the engine's
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        n = engine()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        diag = "mass99" in zstore.open_dataset(store).data_vars
+        row = ShardRateRow(str(store.relative_to(lay.results) if store.is_relative_to(lay.results) else store),
+                           len(shards), n, diag, job_s, job_cpu, wall, cpu)
+        log.info("%s: jobs %.2f s (%.2f CPU-s), engine %.2f s (%.2f CPU-s): %.0f %% (CPU %.0f %%)", row.store,
+                 job_s, job_cpu, wall, cpu, 100 * row.rate_fraction, 100 * row.cpu_rate_fraction)
+        rows.append(row)
+        if stores is not None and len(rows) >= stores:
+            break
+    if not rows:
+        raise LemmseInputError(f"{config}: no complete estimator store with shard benchmark files under "
+                               f"{plan.results} (run the workflow first)")
+    return rows
+
+
+def table(rows: list[ShardRateRow]) -> str:
+    """The Markdown table of ``rows`` and their total (ratios of the sums)."""
+    lines = ["| store | shards | measurements | diagnostics | job s | engine s | rate | job CPU-s | engine CPU-s "
+             "| CPU rate |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.store} | {r.shards} | {r.measurements} | {'yes' if r.diagnostics else 'no'} "
+                     f"| {r.job_seconds:.2f} | {r.engine_seconds:.2f} | {100 * r.rate_fraction:.0f} % "
+                     f"| {r.job_cpu_seconds:.2f} | {r.engine_cpu_seconds:.2f} | {100 * r.cpu_rate_fraction:.0f} % |")
+    total = ShardRateRow("**all**", sum(r.shards for r in rows), sum(r.measurements for r in rows), False,
+                         sum(r.job_seconds for r in rows), sum(r.job_cpu_seconds for r in rows),
+                         sum(r.engine_seconds for r in rows), sum(r.engine_cpu_seconds for r in rows))
+    lines.append(f"| **all** | {total.shards} | {total.measurements} | | {total.job_seconds:.2f} "
+                 f"| {total.engine_seconds:.2f} | **{100 * total.rate_fraction:.0f} %** | {total.job_cpu_seconds:.2f} "
+                 f"| {total.engine_cpu_seconds:.2f} | **{100 * total.cpu_rate_fraction:.0f} %** |")
+    return "\n".join(lines)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``bench-shards`` on the top-level ``subparsers``."""
+    from lemmse.cli.common import HelpFormatter, add_verbosity_flags
+
+    p = subparsers.add_parser("bench-shards", help="the workflow's estimator shard jobs against the engine (rate)",
+                              description=DESCRIPTION, formatter_class=HelpFormatter)
+    p.add_argument("config", help="the workflow config of the finished run (its results folder is read)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the shard rule's threads)")
+    p.add_argument("--device", default="cpu", help="torch device of the engine")
+    p.add_argument("--stores", type=int, default=None, help="stop after this many stores (default: all)")
+    p.add_argument("--csv", type=Path, default=None, help="also write the rows to this CSV file")
+    add_verbosity_flags(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args) -> int:
+    import torch
+
+    if args.threads < 1:
+        raise LemmseInputError(f"--threads {args.threads}: must be >= 1")
+    torch.set_num_threads(args.threads)
+    rows = measure(args.config, device=args.device, stores=args.stores)
+    if args.csv is not None:
+        import pandas as pd
+
+        pd.DataFrame([{**asdict(r), "rate_fraction": r.rate_fraction, "cpu_rate_fraction": r.cpu_rate_fraction}
+                      for r in rows]).to_csv(args.csv, index=False)
+    print(table(rows))  # the report is the command's output
+    return 0
