@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from lemmse.errors import LemmseInputError
-from lemmse.sweep import AnalyticRun, NetworkRun, Plan, model_options, rule_jobs, training_config, training_steps
+from lemmse.sweep import (AnalyticRun, NetworkRun, Plan, arch_training, model_options, rule_jobs, training_config,
+                          training_steps)
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +333,7 @@ def predict(plan: Plan, figures: Iterable[str], cpu: Rates, gpu: Rates | None = 
     for run in plan.networks:
         key, net = _network_of(plan, run)
         flops_step, _ = model_flops(**net)
-        steps = training_steps(plan.config["training"], run.train_size)
+        steps = training_steps(arch_training(plan.config["training"], run.arch), run.train_size)
         c = costs["train_network"]
         c.model_flops += steps * flops_step
         c.seconds += steps * _step_seconds(rates_of("train_network"), key, run.arch, flops_step)

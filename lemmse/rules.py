@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from lemmse.sweep import Plan, make_plan, training_steps
+from lemmse.sweep import Plan, arch_training, make_plan, training_steps
 
 
 def start(snakemake) -> Plan:
@@ -68,6 +68,11 @@ def config_label(plan: Plan) -> str:
     config = plan.config
     datasets = ", ".join(config["datasets"])
     t = config["training"]
-    budget = f"{t['epochs']:g} epochs" if t.get("epochs") is not None else f"{training_steps(t, 0)} training steps"
+
+    def budget(settings) -> str:
+        return (f"{settings['epochs']:g} epochs" if settings.get("epochs") is not None
+                else f"{training_steps(settings, 0)} training steps")
+
+    per_arch = "".join(f", {arch}: {budget(arch_training(t, arch))}" for arch in t.get("arch_budget", {}))
     return (f"data: {datasets}; {config['measurements']['n_eval']} images/split; "
-            f"{budget} ({t['preset']} preset)")
+            f"{budget(t)}{per_arch} ({t['preset']} preset)")

@@ -568,6 +568,20 @@ def analytic_attrs(plan: "Plan", run: AnalyticRun) -> dict[str, Any]:
 DEFAULT_STEPS = 1000
 
 
+def arch_training(training: Mapping[str, Any], arch: str) -> dict[str, Any]:
+    """The ``training`` settings of ``arch``: the shared ones with ``training.arch_budget[arch]`` on top.
+
+    A budget in steps replaces shared epochs and vice versa, so each architecture has exactly one.
+    """
+    budget = dict(training.get("arch_budget", {}).get(arch, {}))
+    merged = {**training, **budget}
+    if "steps" in budget:
+        merged["epochs"] = None
+    if "epochs" in budget:
+        merged["steps"] = None
+    return merged
+
+
 def training_steps(training: Mapping[str, Any], train_size: int) -> int:
     """Optimiser steps of a network trained on ``train_size`` images.
 
@@ -591,7 +605,7 @@ def training_config(config: dict, run: "NetworkRun"):
     """The :class:`lemmse.training.config.TrainConfig` of one network of the sweep."""
     from lemmse.training.config import TrainConfig
 
-    t = config["training"]
+    t = arch_training(config["training"], run.arch)
     pre = preinverse_options(config, run.preinverse)
     return TrainConfig(task=run.task, preinverse=pre["preinverse"], lam=pre["lam"], **task_options(config, run.task),
                        arch=run.arch, patch=run.patch, preset=t["preset"],

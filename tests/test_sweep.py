@@ -133,6 +133,10 @@ BAD = {
     "log-uniform from zero": (lambda c: c["training"].update(sigma_min=0.0, sigma_sampling="log-uniform"),
                               "training.sigma_min"),
     "unknown sigma sampling": (lambda c: c["training"].update(sigma_sampling="gamma"), "training.sigma_sampling"),
+    "budget of an unknown arch": (lambda c: c["training"].update(arch_budget={"unett": {"steps": 5}}),
+                                  "training.arch_budget"),
+    "unknown budget key": (lambda c: c["training"].update(arch_budget={"unet": {"lr": 0.1}}),
+                           "training.arch_budget.unet"),
     "eval set of another shape": (lambda c: c["datasets"].update(faces={"resolution": 12}), "studies.ood.eval_datasets"),
 }
 
@@ -183,6 +187,26 @@ def test_training_config_carries_the_configured_budget(tiny):
     assert (tc.steps, tc.weight_decay, tc.ema_every, tc.sigma_sampling) == (
         -(-4 * 40 // config["training"]["batch_size"]), 1e-4, 3, "log-uniform")
     assert tc.sigma_spec == "0.01-1log"
+
+
+def test_arch_budget_replaces_the_shared_budget_of_its_architecture_only(tiny):
+    """training.arch_budget[arch]: its steps or epochs (one replaces the other) and ema_start."""
+    from lemmse.rules import config_label
+    from lemmse.sweep import NetworkRun, training_config
+
+    config = copy.deepcopy(tiny)
+    config["training"].update(steps=None, epochs=4, ema_start=3,
+                              arch_budget={"unet": {"steps": 11, "ema_start": 5}, "patchmlp": {"epochs": 2}})
+    config = load_config(config)
+    run = {arch: NetworkRun("digits", "denoising", "identity", arch, 3, 40, "0-1") for arch in ("unet", "resnet",
+                                                                                                 "patchmlp")}
+    batch = config["training"]["batch_size"]
+    unet, resnet, mlp = (training_config(config, run[a]) for a in ("unet", "resnet", "patchmlp"))
+    assert (unet.steps, unet.ema_start) == (11, 5)  # steps replace the shared epochs
+    assert (resnet.steps, resnet.ema_start) == (-(-4 * 40 // batch), 3)  # untouched: the shared budget
+    assert (mlp.steps, mlp.ema_start) == (-(-2 * 40 // batch), 3)  # its own epochs, the shared ema_start
+    label = config_label(make_plan(config))
+    assert "4 epochs, unet: 11 training steps, patchmlp: 2 epochs" in label
 
 
 def test_diagnostics_only_for_stores_a_figure_or_claim_reads():
