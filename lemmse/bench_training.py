@@ -189,7 +189,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("bench-train", help="time one training step of each architecture (loop vs bare PyTorch)",
                               description=DESCRIPTION, formatter_class=HelpFormatter)
     p.add_argument("--archs", nargs="+", default=["unet", "resnet", "patchmlp"], help="architectures to time")
-    p.add_argument("--model-options", default='{"unet": {"channels": [8, 16]}}',
+    p.add_argument("--model-options", default="{}",
                    help="JSON: per-architecture option overrides of the small preset (the default config's)")
     p.add_argument("--patch", type=int, default=5, help="receptive field P")
     p.add_argument("--size", type=int, default=16, help="image side H = W")

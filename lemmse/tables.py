@@ -1,8 +1,8 @@
 r"""The tidy result tables the workflow gathers, and the names of their columns.
 
 Two tables, one row per observation, written by the ``gather`` stage under ``results/tables/``
-(``.parquet`` and ``.csv``; the labelled cube ``metrics.zarr`` holds the first one indexed by its
-key columns). ``pd.read_parquet(path)`` is all a reader needs.
+(``.parquet`` and ``.csv``; each study's rows are also ``tables/studies/<study>.parquet`` and the
+labelled cube ``tables/studies/<study>.zarr``, indexed by the key columns). ``pd.read_parquet(path)`` is all a reader needs.
 
 ``metrics`` — a trained network against an analytic estimator of the same training set, task,
 pre-inverse and patch size, on the same measurement ``y``:
@@ -26,7 +26,7 @@ psnr_est_truth            PSNR(estimator output, clean x) in dB
 psnr_net_est              PSNR(network output, estimator output) in dB — the agreement
 psnr_input_est            PSNR(B y, estimator output) in dB — the baseline agreement of the input
 Label columns — what the labels above mean, resolved once from the config (:mod:`lemmse.plan.specs`);
-they follow from the keys, so the ``metrics.zarr`` cube leaves them out:
+they follow from the keys, so the per-study cubes leave them out:
 ------------------------------------------------------------------------------------------------
 preinverse_kind           identity | adjoint | pinv | tikhonov (the kind of the preinverse label)
 lam                       Tikhonov λ of the pre-inverse (NaN for the other kinds)

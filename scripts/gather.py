@@ -1,4 +1,4 @@
-"""Rule gather: the metrics and analytic tables (Parquet, CSV) and the metrics.zarr cube."""
+"""Rule gather: the metrics and analytic tables (Parquet, CSV)."""
 from pathlib import Path
 
 from lemmse.gather import write_tables

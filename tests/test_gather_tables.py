@@ -10,6 +10,7 @@ from lemmse.gather import ANALYTIC_COLUMNS, METRICS_COLUMNS, analytic_table, met
 from lemmse.operators import preinvert
 from lemmse.store import save_dataset
 from lemmse.sweep import load_config, make_plan
+from workflow_helpers import REPO
 
 DIMS = ("split", "image", "sigma", "c", "h", "w")
 
@@ -72,11 +73,50 @@ def test_psnr_input_est_uses_the_configured_preinverse(world):
     assert row["psnr_input_est"].iloc[0] == pytest.approx(float(expected), rel=1e-9)
 
 
-def test_cube_is_indexed_by_the_keys_only(world, tmp_path):
-    from lemmse.gather import load_metrics, write_tables
+def test_study_cube_is_indexed_by_the_keys_only_and_holds_the_study_rows(world, tmp_path):
+    from lemmse.gather import load_metrics, study_table, write_tables
     from lemmse.tables import METRICS_KEYS
 
     paths = write_tables(world, tmp_path)
-    cube = xr.open_zarr(paths["metrics.zarr"])
-    assert set(cube.dims) == set(METRICS_KEYS) and "train_sigma" not in cube.variables
     assert "estimator_label" in load_metrics(paths["metrics.csv"]).columns
+    assert not any(p.suffix == ".zarr" for p in paths.values())  # no cube over the whole sweep
+    study = next(iter(world.studies))
+    frame = study_table(world, study, tmp_path / "s.parquet", cube=tmp_path / "s.zarr")
+    cube = xr.open_zarr(tmp_path / "s.zarr")
+    assert set(cube.dims) == set(METRICS_KEYS) and "train_sigma" not in cube.variables
+    assert cube.attrs["study"] == study and cube.attrs["rows"] == len(frame)
+    flat = cube.to_dataframe().dropna(subset=["psnr_net_est"]).reset_index()
+    merged = frame.merge(flat, on=list(METRICS_KEYS), suffixes=("", "_cube"))
+    assert len(merged) == len(frame)
+    np.testing.assert_array_equal(merged["psnr_net_est"], merged["psnr_net_est_cube"])
+
+
+def test_paper_sweep_cubes_stay_dense_per_study_and_small():
+    """config/paper.yaml's planned metrics rows: each study's cube is within a small factor of its rows,
+    where one cube over every key of the sweep would hold ~10⁸ cells per variable; the peak memory of
+    building every study's cube (tracemalloc) is logged for the README."""
+    import logging
+    import tracemalloc
+
+    from lemmse.gather import metrics_cube, planned_metrics
+    from lemmse.sweep import load_config, make_plan
+    from lemmse.tables import METRICS_KEYS
+
+    plan = make_plan(load_config(REPO / "config" / "paper.yaml"))
+    everything = planned_metrics(plan, plan.comparisons)
+    product = np.prod([everything[k].nunique() for k in METRICS_KEYS], dtype=np.float64)
+    assert product > 1e7  # the cube gather no longer builds
+    tracemalloc.start()
+    cells = {}
+    for study, comparisons in plan.studies.items():
+        rows = planned_metrics(plan, comparisons)
+        cube = metrics_cube(rows)
+        cells[study] = (int(np.prod(list(cube.sizes.values()))), len(rows))
+        del cube
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    for study, (n_cells, n_rows) in cells.items():
+        assert n_cells <= 8 * n_rows, (study, n_cells, n_rows)
+    logging.getLogger(__name__).warning("paper.yaml: per-study cubes %s (cells, rows); peak %.0f MiB",
+                                        cells, peak / 2**20)
+    assert peak < 2**30

@@ -59,11 +59,13 @@ def test_every_stage_and_table(tiny_run, tiny_plan):
     lemmse_rows = metrics[(metrics["estimator"] == "lemmse") & (metrics["eval_dataset"] == metrics["dataset"])]
     assert lemmse_rows[list(DIAGNOSTIC_VALUES)].notna().all().all()  # Plan.wants_diagnostics: these stores
     assert metrics[metrics["estimator"] != "lemmse"][list(DIAGNOSTIC_VALUES)].isna().all().all()
-    # the labelled cube holds the same rows
-    cube = xr.open_zarr(results / "tables" / "metrics.zarr")
-    assert set(cube.dims) == set(METRICS_KEYS)
-    flat = cube.to_dataframe().dropna(how="all").reset_index()
-    assert len(flat) == len(metrics)
+    # each study's labelled cube holds that study's rows
+    for study in tiny_plan.config["studies"]:
+        rows = pd.read_parquet(results / "tables" / "studies" / f"{study}.parquet")
+        cube = xr.open_zarr(results / "tables" / "studies" / f"{study}.zarr")
+        assert set(cube.dims) == set(METRICS_KEYS) and cube.attrs["study"] == study
+        flat = cube.to_dataframe().dropna(subset=["psnr_net_est"]).reset_index()
+        assert len(flat) == len(rows) == len(tiny_plan.studies[study]) * grid
     analytic = pd.read_parquet(results / "tables" / "analytic.parquet")
     assert len(analytic) == len(tiny_plan.analytics) * grid
     assert not analytic.duplicated(list(ANALYTIC_KEYS)).any()
@@ -269,7 +271,9 @@ def test_results_load_cli_and_one_liner(tiny_run, tiny_plan, capsys):
     from lemmse.gather import load_metrics
 
     tables = _results(tiny_run, tiny_plan) / "tables"
-    parquet, cube = load_metrics(tables / "metrics.parquet"), load_metrics(tables / "metrics.zarr")
+    study = next(iter(tiny_plan.config["studies"]))
+    parquet = load_metrics(tables / "studies" / f"{study}.parquet")
+    cube = load_metrics(tables / "studies" / f"{study}.zarr")
     assert len(parquet) == len(cube)
     key = list(METRICS_KEYS)
     merged = parquet.merge(cube, on=key, suffixes=("", "_cube"))

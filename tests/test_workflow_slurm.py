@@ -88,5 +88,6 @@ def test_verbatim_profile_runs_the_workflow(slurm_cluster, tmp_path):
     m = plan.config["measurements"]
     assert len(metrics) == len(plan.comparisons) * 2 * m["n_eval"] * len(m["sigmas"])
     assert metrics[["psnr_net_truth", "psnr_est_truth", "psnr_net_est"]].notna().all().all()
-    assert xr.open_zarr(results / "tables" / "metrics.zarr").attrs["complete"] is True
+    study = next(iter(plan.config["studies"]))
+    assert xr.open_zarr(results / "tables" / "studies" / f"{study}.zarr").attrs["complete"] is True
     assert (results / "claims.md").is_file()

@@ -1,4 +1,4 @@
-"""``lemmse results load PATH``: a gathered table (Parquet, CSV or the metrics.zarr cube) as a table.
+"""``lemmse results load PATH``: a gathered table (Parquet, CSV or a study's cube) as a table.
 
 In Python the same is one line: ``lemmse.gather.load_metrics(path)`` (or ``pd.read_parquet``).
 """
@@ -14,8 +14,8 @@ DESCRIPTION = """\
 Load a results table of the workflow and print it (or a filtered part of it).
 
 PATH is results/tables/metrics.parquet, analytic.parquet, their .csv twins, a study table
-results/tables/studies/<name>.parquet, or the labelled cube results/tables/metrics.zarr
-(flattened to one row per configured cell). In Python:
+results/tables/studies/<name>.parquet, or a study's labelled cube
+results/tables/studies/<name>.zarr (flattened to one row per configured cell). In Python:
 
     from lemmse.gather import load_metrics
     df = load_metrics("results/tables/metrics.parquet")      # a pandas DataFrame
@@ -26,7 +26,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("results", help="load and print a gathered results table",
                               description=DESCRIPTION, formatter_class=HelpFormatter)
     sub = p.add_subparsers(dest="results_command", metavar="COMMAND", required=True)
-    load = sub.add_parser("load", help="print a table (.parquet, .csv or metrics.zarr)", description=DESCRIPTION,
+    load = sub.add_parser("load", help="print a table (.parquet, .csv or a study's .zarr cube)", description=DESCRIPTION,
                           formatter_class=HelpFormatter)
     load.add_argument("path", type=Path, metavar="PATH", help="the table or cube to load")
     load.add_argument("--query", default=None, metavar="EXPR",

@@ -21,7 +21,7 @@ Layout (``results/`` by default, ``config["results"]``)::
     analytic/{ANALYTIC}.template|.zarr|.complete               an estimator store, its markers
     analytic/{ANALYTIC}.shards/i{image}-s{sigma_index}.done    one shard's marker
     variance/{dataset}/{task}.zarr                             the fig4 noise-draw store
-    tables/{table}, tables/studies/{study}.parquet             gathered tables
+    tables/{table}, tables/studies/{study}.parquet|.zarr       gathered tables, a study's cube
     figures/{figure}.png, figures/coverage.md, claims.md|csv   the report
     logs/{rule}/{job}.log, benchmarks/{rule}/{job}.tsv         per job
 
@@ -62,6 +62,7 @@ PATHS: dict[str, str] = {
     "variance": f"variance/{VARIANCE}.zarr",
     "table": "tables/{table}",
     "study_table": f"tables/studies/{STUDY}.parquet",
+    "study_cube": f"tables/studies/{STUDY}.zarr",
     "figure": "figures/{figure}.png",
     "coverage": "figures/coverage.md",
     "claims_md": "claims.md",

@@ -1,5 +1,5 @@
-# Stage 6: every store reduced to tidy tables (one row per configuration, σ, split, image) and
-# the labelled cube metrics.zarr; one table per study for its ablation target.
+# Stage 6: every store reduced to tidy tables (one row per configuration, σ, split, image); one
+# table and one labelled cube (dense within the study) per study, for its ablation target.
 
 
 rule gather:
@@ -11,7 +11,6 @@ rule gather:
         metrics_csv=str(L.table("metrics.csv")),
         analytic=str(L.table("analytic.parquet")),
         analytic_csv=str(L.table("analytic.csv")),
-        cube=directory(str(L.table("metrics.zarr"))),
     log:
         L.log("gather"),
     conda:
@@ -24,7 +23,8 @@ rule study_table:
     input:
         study_inputs,
     output:
-        L.pattern("study_table"),
+        table=L.pattern("study_table"),
+        cube=directory(L.pattern("study_cube")),
     log:
         L.log("study_table", paths.STUDY),
     conda:
