@@ -45,3 +45,20 @@ def test_breakdown_markdown_lists_every_configuration():
     text = "\n".join(breakdown_markdown(table, 25.0, 0.05))
     assert "| digits | denoising, identity | unet | 5 | 300 | test | 24.0 / 22.0 | 26.0 / 26.0 | 32.0 / 31.0 | **no** | yes |" in text
     assert breakdown_markdown(agreement_breakdown(_metrics().iloc[:0]), 25.0, 0.05) == []
+    # per problem: unet holds from σ = 0.05 on, resnet nowhere (24.97 at 0.05), neither at every σ
+    assert ("- digits, denoising, identity: 0 of 2 at every σ (every curve of: none); 1 of 2 at every σ ≥ 0.05 "
+            "(every curve of: unet)") in text
+
+
+def test_problem_summary_counts_curves_and_names_the_architectures_that_hold_everywhere():
+    from lemmse.claims.breakdown import problem_summary
+
+    rows = _metrics()
+    more = pd.DataFrame([dict(r, split="train", psnr_net_est=30.0) for r in rows.to_dict("records")])
+    other = pd.DataFrame([dict(r, task="inpainting", psnr_net_est=10.0) for r in rows.to_dict("records")])
+    summary = problem_summary(agreement_breakdown(pd.concat([rows, more, other]))).set_index("task")
+    den = summary.loc["denoising"]
+    assert (den["curves"], den["holds_all_sigma"], den["holds_from_floor"]) == (4, 2, 3)
+    assert den["archs_all_sigma"] == "" and den["archs_from_floor"] == "unet"  # resnet fails on its test curve
+    inp = summary.loc["inpainting"]
+    assert (inp["curves"], inp["holds_all_sigma"], inp["archs_from_floor"]) == (2, 0, "")

@@ -37,6 +37,25 @@ def agreement_breakdown(metrics: pd.DataFrame, threshold: float = 25.0, sigma_fl
     return out.reset_index()
 
 
+PROBLEM = ("dataset", "task", "preinverse")
+
+
+def problem_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per problem (data set, task, pre-inverse): how many of its (architecture, P, N, split) curves
+    hold at every σ and at every σ from the floor, and which architectures hold on every curve
+    (``archs_all_sigma``, ``archs_from_floor``: sorted names, empty when none)."""
+    rows = []
+    for key, group in table.groupby(list(PROBLEM), sort=True):
+        def archs(column: str) -> str:
+            held = group.groupby("arch")[column].all()
+            return ", ".join(sorted(held[held].index))
+
+        rows.append(dict(zip(PROBLEM, key), curves=len(group), holds_all_sigma=int(group["holds_all_sigma"].sum()),
+                         holds_from_floor=int(group["holds_from_floor"].sum()),
+                         archs_all_sigma=archs("holds_all_sigma"), archs_from_floor=archs("holds_from_floor")))
+    return pd.DataFrame(rows)
+
+
 def breakdown_markdown(table: pd.DataFrame, threshold: float, sigma_floor: float) -> list[str]:
     """The breakdown as a Markdown section (empty when there is nothing to show)."""
     if table.empty:
@@ -47,8 +66,13 @@ def breakdown_markdown(table: pd.DataFrame, threshold: float, sigma_floor: float
             f"at every σ ≥ {sigma_floor:g}"]
     lines = ["## Agreement per configuration", "",
              f"PSNR(net, LE-MMSE) in dB over the images of each cell (networks on their own data set, "
-             f"against the plain LE-MMSE); the agreement claim above is the lowest mean of this table.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"against the plain LE-MMSE); the agreement claim above is the lowest mean of this table. Per "
+             f"problem, the curves (architecture, P, N, split) whose mean stays > {threshold:g} dB:", ""]
+    for r in problem_summary(table).to_dict("records"):
+        lines.append(f"- {r['dataset']}, {r['task']}, {r['preinverse']}: {r['holds_all_sigma']} of {r['curves']} at "
+                     f"every σ (every curve of: {r['archs_all_sigma'] or 'none'}); {r['holds_from_floor']} of "
+                     f"{r['curves']} at every σ ≥ {sigma_floor:g} (every curve of: {r['archs_from_floor'] or 'none'})")
+    lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     yes = lambda b: "yes" if bool(b) else "**no**"  # noqa: E731
     for r in table.sort_values(list(CONFIG)).to_dict("records"):
         cells = [f"{r[c]:.1f} / {r['median@' + c[5:]]:.1f}" for c in sigma_cols]
