@@ -252,3 +252,21 @@ def test_dataset_model_options_override_the_architecture_options(tiny):
     digits = training_config(config, NetworkRun("digits", "denoising", "identity", "unet", 3, 40, "0-1"))
     assert faces.model_options == {"channels": [16, 32], "norm_groups": 1}
     assert digits.model_options == {"channels": [8, 16], "norm_groups": 1}
+
+
+def test_planning_a_job_does_not_import_torch_and_lazy_exports_resolve():
+    """Every workflow job plans its paths; one that runs no network must not pay PyTorch's import."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from lemmse.sweep import load_config, make_plan; "
+            "make_plan(load_config('config/config.yaml')); print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", done.stderr[-2000:]
+    import lemmse.data
+    import lemmse.training
+
+    for package in (lemmse.data, lemmse.training):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, (package.__name__, name)
+        assert set(package.__all__) <= set(dir(package))

@@ -14,7 +14,7 @@ bundled with scikit-learn / scikit-image (no download; :mod:`lemmse.data.embedde
 """
 from __future__ import annotations
 
-import importlib
+from lemmse.lazy import lazy_exports
 
 #: Public name -> the submodule that defines it, imported on first use (PEP 562): planning a
 #: workflow reads the data set registry without importing every reader and store module.
@@ -27,13 +27,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

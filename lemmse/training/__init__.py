@@ -6,7 +6,7 @@
 """
 from __future__ import annotations
 
-import importlib
+from lemmse.lazy import lazy_exports
 
 #: Public name -> the submodule that defines it. Imported on first use (PEP 562), so that
 #: ``lemmse.training.sigma_spec`` and ``lemmse.training.config`` can be reached without PyTorch's
@@ -20,13 +20,4 @@ _EXPORTS = {
 }
 
 __all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
