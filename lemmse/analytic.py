@@ -32,6 +32,7 @@ import numpy as np
 
 from lemmse import store as zstore
 from lemmse.errors import LemmseInputError
+from lemmse.estimators.names import DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES, MASS_DIAGNOSTICS
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +44,24 @@ DIAGNOSTIC_DTYPES = {"patch_log_density_paper": "float64", "patch_log_density": 
 
 
 def create_store(path: str | os.PathLike, measurements: str | os.PathLike, *, images_per_shard: int,
-                 sigmas_per_shard: int, diagnostics: bool, attrs: Mapping[str, Any]) -> None:
-    """The empty estimator store at ``path`` on the grid of the ``measurements`` store."""
+                 sigmas_per_shard: int, diagnostics: bool, attrs: Mapping[str, Any], mass: bool = True) -> None:
+    """The empty estimator store at ``path`` on the grid of the ``measurements`` store, with a variable
+    for every diagnostic when ``diagnostics`` (but the 99 %-mass ones when not ``mass``)."""
     meas = zstore.open_dataset(measurements)
     split, image, sigma = (meas[d].values for d in ("split", "image", "sigma"))
     c, h, w = (meas.sizes[d] for d in ("c", "h", "w"))
     ci, cs = min(images_per_shard, len(image)), min(sigmas_per_shard, len(sigma))
     variables = {"xhat": zstore.VariableSpec(("split", "image", "sigma", "c", "h", "w"), (1, ci, cs, c, h, w))}
     if diagnostics:
-        from lemmse.estimators.api import DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES
-
+        skip = () if mass else MASS_DIAGNOSTICS
         for name in DIAGNOSTIC_MAPS:
-            variables[name] = zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w),
-                                                  DIAGNOSTIC_DTYPES[name])
+            if name not in skip:
+                variables[name] = zstore.VariableSpec(("split", "image", "sigma", "h", "w"), (1, ci, cs, h, w),
+                                                      DIAGNOSTIC_DTYPES[name])
         for name in DIAGNOSTIC_SUMMARIES:
-            variables[name] = zstore.VariableSpec(("split", "image", "sigma"), (1, ci, cs), DIAGNOSTIC_DTYPES[name])
+            if name not in skip:
+                variables[name] = zstore.VariableSpec(("split", "image", "sigma"), (1, ci, cs),
+                                                      DIAGNOSTIC_DTYPES[name])
     zstore.create_template(path, variables=variables,
                            coords={"split": split, "image": image, "sigma": sigma},
                            sizes={"c": c, "h": h, "w": w},
@@ -87,7 +91,7 @@ def shard_estimates(path: str | os.PathLike, *, measurements: str | os.PathLike,
                                f"a shard of this store ({ci} images × {cs} σ per shard, {n_img} × {n_sig})")
     images = slice(first_image, min(first_image + ci, n_img))
     sigmas = slice(first_sigma, min(first_sigma + cs, n_sig))
-    diagnostics = has_diagnostics(store)
+    diagnostics, mass = has_diagnostics(store), has_mass(store)
     train_t = torch.from_numpy(np.ascontiguousarray(train, dtype=np.float32))
     for s, split in enumerate(store["split"].values):
         y = meas["y"].sel(split=split).isel(image=images, sigma=sigmas).values  # (i, s, c, h, w)
@@ -95,7 +99,7 @@ def shard_estimates(path: str | os.PathLike, *, measurements: str | os.PathLike,
         sig = np.broadcast_to(meas["sigma"].values[sigmas][None, :], (n_i, n_s)).reshape(-1)
         flat = torch.from_numpy(np.ascontiguousarray(y.reshape(n_i * n_s, *y.shape[2:]), dtype=np.float32))
         result = estimate(train_t, flat, sigma=torch.from_numpy(sig.astype(np.float64)), diagnostics=diagnostics,
-                          device=device, max_memory=max_memory, progress=progress, **estimate_options)
+                          mass=mass, device=device, max_memory=max_memory, progress=progress, **estimate_options)
         yield s, images, sigmas, y.shape, result
 
 
@@ -105,13 +109,12 @@ def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, t
     """Estimate one image block × σ block (every split) and write it into ``path``."""
     store = zstore.open_dataset(path, complete=False)
     sigma_values = zstore.open_dataset(measurements)["sigma"].values
-    diagnostics = has_diagnostics(store)
     for s, images, sigmas, shape, result in shard_estimates(
             path, measurements=measurements, train=train, first_image=first_image, first_sigma=first_sigma,
             estimate_options=estimate_options, device=device, max_memory=max_memory, progress=progress):
         n_i, n_s = shape[:2]
         block = {"xhat": result.xhat.cpu().numpy().reshape(shape)[None]}
-        for key in DIAGNOSTIC_DTYPES if diagnostics else ():
+        for key in result.diagnostics:
             value = result.diagnostics[key].cpu().numpy()
             block[key] = value.reshape(n_i, n_s, *value.shape[1:])[None].astype(store[key].dtype)
         zstore.write_region(path, block, {"split": slice(s, s + 1), "image": images, "sigma": sigmas})
@@ -120,8 +123,14 @@ def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, t
 
 
 def has_diagnostics(store) -> bool:
-    """Whether an estimator store (an open dataset) was created with the LE-MMSE diagnostics."""
-    return all(name in store.data_vars for name in DIAGNOSTIC_DTYPES)
+    """Whether an estimator store (an open dataset) was created with the LE-MMSE diagnostics (the
+    99 %-mass ones aside: :func:`has_mass`)."""
+    return all(name in store.data_vars for name in DIAGNOSTIC_DTYPES if name not in MASS_DIAGNOSTICS)
+
+
+def has_mass(store) -> bool:
+    """Whether an estimator store also holds the 99 %-mass diagnostics (their extra pass was run)."""
+    return has_diagnostics(store) and all(name in store.data_vars for name in MASS_DIAGNOSTICS)
 
 
 def finalize_store(path: str | os.PathLike) -> None:

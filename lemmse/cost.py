@@ -210,8 +210,9 @@ def estimator_work(plan: Plan, run: AnalyticRun, measurements: int) -> Estimator
     if kind == "emmse":
         return EstimatorWork(measurements, run.train_size * h * w, c * h * w)
     samples = int(plan.config["estimators"][run.estimator]["samples"]) if kind == "smoothed" else 1
+    # the diagnostics' cost is their mass pass (Plan.wants_mass); densities and sources ride on the estimate
     return EstimatorWork(measurements * samples * h * w, run.train_size * h * w, c * run.patch**2,
-                         diagnostics=kind == "lemmse")
+                         diagnostics=kind == "lemmse" and plan.wants_mass(run))
 
 
 def network_key(arch: str, preset: str, model_options: Mapping[str, Any], patch: int, channels: int,

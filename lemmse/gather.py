@@ -55,7 +55,8 @@ def _preinverted(plan: Plan, dataset: str, task: str, preinverse: str, y: np.nda
 
 def _diag_columns(store, kind: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
     """Diagnostic columns ``(split, image, sigma)`` of an estimator store: its own diagnostics if it is a
-    plain LE-MMSE store that has them (:meth:`lemmse.sweep.Plan.wants_diagnostics`), else NaN.
+    plain LE-MMSE store that has them (:meth:`lemmse.sweep.Plan.wants_diagnostics`; the mass columns
+    only where it ran the mass pass, :meth:`~lemmse.sweep.Plan.wants_mass`), else NaN.
 
     Patch densities are −(mean over pixels) of the per-pixel log-densities; image densities and mass
     summaries are read as stored."""
@@ -65,6 +66,8 @@ def _diag_columns(store, kind: str, shape: tuple[int, int, int]) -> dict[str, np
         return {name: np.full(shape, np.nan) for name in DIAGNOSTIC_VALUES}
 
     def values(name: str) -> np.ndarray:
+        if name not in store.data_vars:  # a mass summary of a store without the mass pass
+            return np.full(shape, np.nan)
         return store[name].transpose("split", "image", "sigma", ...).values
 
     return {

@@ -485,6 +485,20 @@ class Plan:
         return (self.is_lemmse(run) and run.eval_dataset == run.dataset
                 and any(c.analytic == run for c in self.comparisons))
 
+    def wants_mass(self, run: AnalyticRun) -> bool:
+        """Whether ``run``'s store also runs the 99 %-mass pass (the one diagnostic with a pass of its
+        own): a store with diagnostics at the figures' reference P and N (``figures.reference``), which
+        is where Fig. 20–22 read the mass and what the mass claims compare across σ and B. The
+        patch-size and dataset-size stores away from it keep their densities and source maps (Fig. 17,
+        23) but skip the pass — at the paper's scale the N = 50 000 stores are the sweep's dearest.
+        """
+        from lemmse.figures.select import Reference
+
+        if not self.wants_diagnostics(run):
+            return False
+        ref = Reference.from_config(self.config)
+        return ref.patch in (None, run.patch) and ref.train_size in (None, run.train_size)
+
     def variance_tasks(self) -> list[str]:
         """Tasks of the fig4 variance stage (empty when it is not configured)."""
         v = self.config["variance"]

@@ -10,5 +10,5 @@ run = plan.analytic_from_wildcards(snakemake.wildcards)  # noqa: F821
 create_store(run.store(plan.results), snakemake.input.measurements,  # noqa: F821
              images_per_shard=plan.config["analytic"]["images_per_shard"],
              sigmas_per_shard=plan.config["analytic"]["sigmas_per_shard"],
-             diagnostics=plan.wants_diagnostics(run), attrs=analytic_attrs(plan, run))
+             diagnostics=plan.wants_diagnostics(run), mass=plan.wants_mass(run), attrs=analytic_attrs(plan, run))
 Path(snakemake.output[0]).touch()  # noqa: F821

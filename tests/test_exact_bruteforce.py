@@ -109,7 +109,7 @@ class Oracle:
             self.train(name), self.y(name, task, sigma), self.A(name, task), self.B(name, task, pre), patch, sigma))
 
     def run(self, name: str, task: str, pre: str, sigma: float, estimator: str, patch: int | None = None,
-            dtype: torch.dtype = torch.float32, diagnostics: bool = False):
+            dtype: torch.dtype = torch.float32, diagnostics: bool = False, mass: bool = True):
         """The package's estimate on the same inputs (float32 values, cast to ``dtype``)."""
         s = SETTINGS[name]
         return estimate(
@@ -118,7 +118,7 @@ class Oracle:
             patch=patch if estimator == "lemmse" else None,
             hole=s.hole if task == "inpainting" else None,
             blur_std=BLUR_STD if task == "deconvolution" else None,
-            lam=LAM if pre == "tikhonov" else None, dtype=dtype, diagnostics=diagnostics,
+            lam=LAM if pre == "tikhonov" else None, dtype=dtype, diagnostics=diagnostics, mass=mass,
         )
 
 
@@ -253,6 +253,19 @@ def test_diagnostics(oracle, name, task, pre, sigma, patch, dtype):
         bad = clear & (got != value)
         assert not bad.any(), (f"{label} {key} differs at {np.argwhere(bad)[:5].tolist()}: package "
                                f"{got[bad][:5].tolist()}, brute force {value[bad][:5].tolist()}")
+
+
+@pytest.mark.parametrize("name,task,pre,sigma,patch", [DIAGNOSTIC_CASES[1], DIAGNOSTIC_CASES[4]])
+def test_diagnostics_without_the_mass_pass_are_the_same_values(oracle, name, task, pre, sigma, patch):
+    """mass=False: every diagnostic but the three of MASS_DIAGNOSTICS, bit for bit those of the full run."""
+    from lemmse.estimators.api import DIAGNOSTICS, MASS_DIAGNOSTICS
+
+    full = oracle.run(name, task, pre, sigma, "lemmse", patch, diagnostics=True)
+    lean = oracle.run(name, task, pre, sigma, "lemmse", patch, diagnostics=True, mass=False)
+    assert sorted(lean.diagnostics) == sorted(set(DIAGNOSTICS) - set(MASS_DIAGNOSTICS))
+    assert torch.equal(lean.xhat, full.xhat)
+    for key, value in lean.diagnostics.items():
+        assert torch.equal(value, full.diagnostics[key]), key
 
 
 def test_mass_bound_width_is_within_the_tested_slack(oracle):

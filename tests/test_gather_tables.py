@@ -120,3 +120,30 @@ def test_paper_sweep_cubes_stay_dense_per_study_and_small():
     logging.getLogger(__name__).warning("paper.yaml: per-study cubes %s (cells, rows); peak %.0f MiB",
                                         cells, peak / 2**20)
     assert peak < 2**30
+
+
+@pytest.mark.parametrize("mass", [True, False], ids=["with-mass", "without-mass"])
+def test_a_store_without_the_mass_pass_has_densities_and_nan_mass_in_the_tables(world, tmp_path, mass):
+    """create_store(mass=False) -> compute_shard runs no mass pass -> gather's mass columns are NaN while
+    the densities are those of the estimator (and equal the store with the mass pass)."""
+    from lemmse.analytic import compute_shard, create_store, finalize_store, has_diagnostics, has_mass
+    from lemmse.data import load_split
+    from lemmse.gather import _diag_columns
+    from lemmse.store import open_dataset
+    from lemmse.sweep import estimate_options
+
+    run = next(a for a in world.analytics if a.estimator == "lemmse" and a.preinverse == "pinv")
+    measurements = world.measurement_store(run.eval_dataset, run.task)
+    store = tmp_path / "s.zarr"
+    create_store(store, measurements, images_per_shard=2, sigmas_per_shard=2, diagnostics=True, mass=mass,
+                 attrs={})
+    compute_shard(store, measurements=measurements, first_image=0, first_sigma=0,
+                  train=load_split(world.data_store(run.dataset), "train", count=run.train_size),
+                  estimate_options=estimate_options(world.config, run))
+    finalize_store(store)
+    ds = open_dataset(store)
+    assert has_diagnostics(ds) and has_mass(ds) == mass and ("mass99" in ds.data_vars) == mass
+    columns = _diag_columns(ds, "lemmse", (2, 2, 2))
+    assert np.isfinite(columns["neg_log_density_patch_paper"]).all()
+    assert np.isfinite(columns["mass99_observed_mean"]).all() == mass
+    assert np.isnan(columns["mass99_observed_mean"]).all() != mass

@@ -222,6 +222,10 @@ def test_diagnostics_only_for_stores_a_figure_or_claim_reads():
     assert ood and not any(plan.wants_diagnostics(a) for a in ood)
     memo_only = [a for a in plan.memorisation if plan.kind(a) == "lemmse" and a not in study_stores]
     assert memo_only and not any(plan.wants_diagnostics(a) for a in memo_only)
+    # the mass pass only at the figures' reference P = 5, N = 300 (Fig. 20-22 and the mass claims)
+    mass = {a for a in plan.analytics if plan.wants_mass(a)}
+    assert mass == {a for a in wanted if (a.patch, a.train_size) == (5, 300)}
+    assert {(a.patch, a.train_size) for a in wanted - mass} == {(3, 300), (7, 300), (5, 30), (5, 100)}
 
 
 def test_memorisation_problems_compute_the_estimators_they_list():

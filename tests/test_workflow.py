@@ -57,7 +57,13 @@ def test_every_stage_and_table(tiny_run, tiny_plan):
     psnr_columns = ["psnr_net_truth", "psnr_est_truth", "psnr_net_est", "psnr_input_est"]
     assert metrics[psnr_columns].notna().all().all()
     lemmse_rows = metrics[(metrics["estimator"] == "lemmse") & (metrics["eval_dataset"] == metrics["dataset"])]
-    assert lemmse_rows[list(DIAGNOSTIC_VALUES)].notna().all().all()  # Plan.wants_diagnostics: these stores
+    mass_columns = ["mass99_observed_mean", "mass99_observed_median"]
+    density = [c for c in DIAGNOSTIC_VALUES if c not in mass_columns]
+    assert lemmse_rows[density].notna().all().all()  # Plan.wants_diagnostics: these stores
+    # the mass pass ran exactly where Plan.wants_mass says (the figures' reference P and N)
+    at_reference = (lemmse_rows["patch"] == 3) & (lemmse_rows["train_size"] == 40)
+    assert lemmse_rows[at_reference][mass_columns].notna().all().all()
+    assert lemmse_rows[~at_reference][mass_columns].isna().all().all() and (~at_reference).any()
     assert metrics[metrics["estimator"] != "lemmse"][list(DIAGNOSTIC_VALUES)].isna().all().all()
     # each study's labelled cube holds that study's rows
     for study in tiny_plan.config["studies"]:

@@ -20,12 +20,8 @@ ESTIMATORS = ("mmse", "emmse", "lemmse", "smoothed")
 DEFAULT_MAX_MEMORY = 2**30
 
 
-#: Names of the LE-MMSE diagnostics, per measurement (MATH.md "Diagnostics";
-#: :mod:`lemmse.estimators.lemmse` computes them): maps ``(n, H, W)`` and summaries ``(n,)``.
-DIAGNOSTIC_MAPS = ("patch_log_density_paper", "patch_log_density", "mass99", "source", "source_image")
-DIAGNOSTIC_SUMMARIES = ("image_log_density_paper", "image_log_density", "mass99_observed_mean",
-                        "mass99_observed_median")
-DIAGNOSTICS = DIAGNOSTIC_MAPS + DIAGNOSTIC_SUMMARIES
+from lemmse.estimators.names import (DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES, DIAGNOSTICS,  # noqa: F401 (re-exported)
+                                     MASS_DIAGNOSTICS)
 
 
 @dataclass
@@ -142,6 +138,7 @@ def estimate(
     samples: int = 1,
     seed: int = 0,
     diagnostics: bool = False,
+    mass: bool = True,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     max_memory: int = DEFAULT_MAX_MEMORY,
@@ -155,7 +152,9 @@ def estimate(
     measurement. ``estimator`` is ``mmse``, ``emmse``, ``lemmse`` or ``smoothed`` (the
     Monte-Carlo smoothed LE-MMSE ``E_z x̂(y + s z)`` with ``samples`` draws from ``seed``).
     Scores are computed in float64 whatever ``dtype``; ``dtype`` is that of the weights, sums and
-    output. ``max_memory`` (bytes) bounds the working set; ``key_block``/``query_block`` set the
+    output. ``diagnostics`` adds the LE-MMSE diagnostics (:class:`EstimateResult`); ``mass=False``
+    leaves out the three of :data:`MASS_DIAGNOSTICS` and their extra pass over the training set.
+    ``max_memory`` (bytes) bounds the working set; ``key_block``/``query_block`` set the
     tile of the streaming loop (results do not depend on them beyond rounding).
     """
     if task not in TASKS:
@@ -172,7 +171,7 @@ def estimate(
     B = problem.preinverse(preinverse, lam)
     return estimate_with(train, y, problem, B, estimator=estimator, sigma=sigma, patch=patch,
                          smoothing=smoothing, samples=samples, seed=seed, diagnostics=diagnostics,
-                         device=device, dtype=dtype, max_memory=max_memory, key_block=key_block,
+                         mass=mass, device=device, dtype=dtype, max_memory=max_memory, key_block=key_block,
                          query_block=query_block, progress=progress)
 
 
@@ -189,6 +188,7 @@ def estimate_with(
     samples: int = 1,
     seed: int = 0,
     diagnostics: bool = False,
+    mass: bool = True,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     max_memory: int = DEFAULT_MAX_MEMORY,
@@ -225,6 +225,6 @@ def estimate_with(
     if estimator == "emmse":
         return EstimateResult(emmse.emmse(train, y, problem, B, sig, opts))
     if estimator == "lemmse":
-        return le.lemmse(train, y, problem, B, patch, sig, opts, diagnostics=diagnostics)
+        return le.lemmse(train, y, problem, B, patch, sig, opts, diagnostics=diagnostics, mass=mass)
     return smoothed.smoothed_lemmse(train, y, problem, B, patch, sig, opts, smoothing=float(smoothing),
                                     samples=samples, seed=seed)

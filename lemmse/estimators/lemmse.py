@@ -64,8 +64,11 @@ class QueryGroup:
 
 
 def lemmse(train: torch.Tensor, y: torch.Tensor, problem: InverseProblem, B: CircularLinearMap,
-           patch: int, sigma: torch.Tensor, opts: StreamOptions, *, diagnostics: bool = False) -> EstimateResult:
-    """LE-MMSE of every measurement in ``y`` (see module docstring); chunks ``y`` to fit ``max_memory``."""
+           patch: int, sigma: torch.Tensor, opts: StreamOptions, *, diagnostics: bool = False,
+           mass: bool = True) -> EstimateResult:
+    """LE-MMSE of every measurement in ``y`` (see module docstring); chunks ``y`` to fit ``max_memory``.
+
+    ``mass=False`` (with ``diagnostics``): every diagnostic but the 99 %-mass ones, without their pass."""
     case = problem.le_mmse_case(B)
     if case == 3:
         if diagnostics:
@@ -77,20 +80,20 @@ def lemmse(train: torch.Tensor, y: torch.Tensor, problem: InverseProblem, B: Cir
     features = PatchFeatures(B, patch, channels)
     feat_dim = max(s.rank for s in features.strata) + 1
     per_image = h * w * (16 * feat_dim + 8 * (channels + 4))
-    if diagnostics:
+    if diagnostics and mass:
         per_image += h * w * 16 * (MASS_BINS + 1)
     chunk = max(1, opts.max_memory // (2 * per_image))
     log.info("LE-MMSE case %d, P=%d, %d strata, %d measurements in chunks of %d",
              case, patch, len(features.strata), y.shape[0], chunk)
-    parts = [_lemmse_chunk(train, y[i : i + chunk], problem, B, features, sigma[i : i + chunk], opts, diagnostics)
-             for i in range(0, y.shape[0], chunk)]
+    parts = [_lemmse_chunk(train, y[i : i + chunk], problem, B, features, sigma[i : i + chunk], opts, diagnostics,
+                           mass) for i in range(0, y.shape[0], chunk)]
     xhat = torch.cat([p.xhat.cpu() for p in parts])
     diag = {k: torch.cat([p.diagnostics[k] for p in parts]) for k in parts[0].diagnostics}
     return EstimateResult(xhat, diag)
 
 
 def _lemmse_chunk(train, y, problem, B, features: PatchFeatures, sigma, opts: StreamOptions,
-                  diagnostics: bool) -> EstimateResult:
+                  diagnostics: bool, mass: bool = True) -> EstimateResult:
     n, channels, h, w = y.shape
     dev, dtype = opts.device, opts.dtype
     y64 = y.to(device=dev, dtype=torch.float64)
@@ -133,20 +136,22 @@ def _lemmse_chunk(train, y, problem, B, features: PatchFeatures, sigma, opts: St
         source[:, pos] = acc.key_owner(0.5).reshape(n, -1)
         source_image[:, pos] = acc.image_owner(0.5).reshape(n, -1)
         observed[pos] = g.stratum.rank > 0
-    mass = _mass_counts(train, problem, B, features, groups, accs, opts)
-    kept = mass[:, observed].to(torch.float64)
-    if kept.shape[1]:
-        mass_mean, mass_median = kept.mean(dim=1), kept.quantile(0.5, dim=1)
-    else:
-        mass_mean = mass_median = torch.full((n,), math.nan, dtype=torch.float64, device=dev)
     image_paper = image_acc.log_normaliser() - 0.5 * (y64.reshape(n, -1) ** 2).sum(dim=1) * inv_var
     n_pix = channels * h * w
     image_density = image_paper - math.log(train.shape[0]) - 0.5 * n_pix * torch.log(2 * math.pi / inv_var)
-    maps = {"patch_log_density_paper": paper, "patch_log_density": density, "mass99": mass, "source": source,
+    maps = {"patch_log_density_paper": paper, "patch_log_density": density, "source": source,
             "source_image": source_image}
     diag = {name: value.reshape(n, h, w).cpu() for name, value in maps.items()}
-    diag.update({"image_log_density_paper": image_paper.cpu(), "image_log_density": image_density.cpu(),
-                 "mass99_observed_mean": mass_mean.cpu(), "mass99_observed_median": mass_median.cpu()})
+    diag.update({"image_log_density_paper": image_paper.cpu(), "image_log_density": image_density.cpu()})
+    if mass:
+        counts = _mass_counts(train, problem, B, features, groups, accs, opts)
+        kept = counts[:, observed].to(torch.float64)
+        if kept.shape[1]:
+            mass_mean, mass_median = kept.mean(dim=1), kept.quantile(0.5, dim=1)
+        else:
+            mass_mean = mass_median = torch.full((n,), math.nan, dtype=torch.float64, device=dev)
+        diag.update({"mass99": counts.reshape(n, h, w).cpu(), "mass99_observed_mean": mass_mean.cpu(),
+                     "mass99_observed_median": mass_median.cpu()})
     return EstimateResult(xhat, diag)
 
 
