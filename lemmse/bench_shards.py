@@ -40,7 +40,7 @@ class ShardRateRow:
     store: str
     shards: int
     measurements: int
-    diagnostics: bool
+    diagnostics: str  # "all", "no mass" (densities and sources, no 99 %-mass pass) or "none"
     job_seconds: float
     job_cpu_seconds: float
     engine_seconds: float
@@ -70,7 +70,7 @@ def measure(config: str | Path, *, device: str = "cpu", stores: int | None = Non
     from lemmse.plan import layout as paths
     from lemmse.sweep import estimate_options, load_config, make_plan
     from lemmse import store as zstore
-    from lemmse.analytic import shard_estimates
+    from lemmse.analytic import has_diagnostics, has_mass, shard_estimates
 
     plan = make_plan(load_config(config))
     lay = paths.Layout(plan.results)
@@ -102,7 +102,8 @@ def measure(config: str | Path, *, device: str = "cpu", stores: int | None = Non
         cpu0, wall0 = time.process_time(), time.perf_counter()
         n = engine()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        diag = "mass99" in zstore.open_dataset(store).data_vars
+        opened = zstore.open_dataset(store)
+        diag = "all" if has_mass(opened) else "no mass" if has_diagnostics(opened) else "none"
         row = ShardRateRow(str(store.relative_to(lay.results) if store.is_relative_to(lay.results) else store),
                            len(shards), n, diag, job_s, job_cpu, wall, cpu)
         log.info("%s: jobs %.2f s (%.2f CPU-s), engine %.2f s (%.2f CPU-s): %.0f %% (CPU %.0f %%)", row.store,
@@ -121,10 +122,10 @@ def table(rows: list[ShardRateRow]) -> str:
     lines = ["| store | shards | measurements | diagnostics | job s | engine s | rate | job CPU-s | engine CPU-s "
              "| CPU rate |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.store} | {r.shards} | {r.measurements} | {'yes' if r.diagnostics else 'no'} "
+        lines.append(f"| {r.store} | {r.shards} | {r.measurements} | {r.diagnostics} "
                      f"| {r.job_seconds:.2f} | {r.engine_seconds:.2f} | {100 * r.rate_fraction:.0f} % "
                      f"| {r.job_cpu_seconds:.2f} | {r.engine_cpu_seconds:.2f} | {100 * r.cpu_rate_fraction:.0f} % |")
-    total = ShardRateRow("**all**", sum(r.shards for r in rows), sum(r.measurements for r in rows), False,
+    total = ShardRateRow("**all**", sum(r.shards for r in rows), sum(r.measurements for r in rows), "",
                          sum(r.job_seconds for r in rows), sum(r.job_cpu_seconds for r in rows),
                          sum(r.engine_seconds for r in rows), sum(r.engine_cpu_seconds for r in rows))
     lines.append(f"| **all** | {total.shards} | {total.measurements} | | {total.job_seconds:.2f} "

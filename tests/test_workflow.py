@@ -345,7 +345,8 @@ def test_bench_shards_times_the_engine_on_the_runs_own_shards(tiny_run, tiny_pla
     for run in tiny_plan.analytics:
         row = by_store[str(run.store(tiny_plan.results).relative_to(tiny_plan.results))]
         assert row.measurements == 2 * m["n_eval"] * len(m["sigmas"])  # both splits, every image and σ
-        assert row.diagnostics == tiny_plan.wants_diagnostics(run)
+        assert row.diagnostics == ("all" if tiny_plan.wants_mass(run) else
+                                   "no mass" if tiny_plan.wants_diagnostics(run) else "none")
         files = [lay.benchmark("analytic_shard", paths.SHARD).format(**run.wildcards, image=i, sigma_index=s)
                  for i, s in tiny_plan.shards(run)]
         expected = sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
