@@ -46,8 +46,8 @@ def test_breakdown_markdown_lists_every_configuration():
     assert "| digits | denoising, identity | unet | 5 | 300 | test | 24.0 / 22.0 | 26.0 / 26.0 | 32.0 / 31.0 | **no** | yes |" in text
     assert breakdown_markdown(agreement_breakdown(_metrics().iloc[:0]), 25.0, 0.05) == []
     # per problem: unet holds from σ = 0.05 on, resnet nowhere (24.97 at 0.05), neither at every σ
-    assert ("- digits, denoising, identity: 0 of 2 at every σ (every curve of: none); 1 of 2 at every σ ≥ 0.05 "
-            "(every curve of: unet)") in text
+    assert ("- digits, denoising, identity, P = 5, N = 300: 0 of 2 at every σ (every curve of: none); 1 of 2 at "
+            "every σ ≥ 0.05 (every curve of: unet)") in text
 
 
 def test_problem_summary_counts_curves_and_names_the_architectures_that_hold_everywhere():
@@ -56,7 +56,10 @@ def test_problem_summary_counts_curves_and_names_the_architectures_that_hold_eve
     rows = _metrics()
     more = pd.DataFrame([dict(r, split="train", psnr_net_est=30.0) for r in rows.to_dict("records")])
     other = pd.DataFrame([dict(r, task="inpainting", psnr_net_est=10.0) for r in rows.to_dict("records")])
-    summary = problem_summary(agreement_breakdown(pd.concat([rows, more, other]))).set_index("task")
+    small = pd.DataFrame([dict(r, patch=3, psnr_net_est=10.0) for r in rows.to_dict("records")])  # its own line
+    summary = problem_summary(agreement_breakdown(pd.concat([rows, more, other, small])))
+    assert len(summary) == 3 and set(summary[summary["patch"] == 3]["holds_all_sigma"]) == {0}
+    summary = summary[summary["patch"] == 5].set_index("task")
     den = summary.loc["denoising"]
     assert (den["curves"], den["holds_all_sigma"], den["holds_from_floor"]) == (4, 2, 3)
     assert den["archs_all_sigma"] == "" and den["archs_from_floor"] == "unet"  # resnet fails on its test curve

@@ -37,13 +37,14 @@ def agreement_breakdown(metrics: pd.DataFrame, threshold: float = 25.0, sigma_fl
     return out.reset_index()
 
 
-PROBLEM = ("dataset", "task", "preinverse")
+PROBLEM = ("dataset", "task", "preinverse", "patch", "train_size")
 
 
 def problem_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per problem (data set, task, pre-inverse): how many of its (architecture, P, N, split) curves
-    hold at every σ and at every σ from the floor, and which architectures hold on every curve
-    (``archs_all_sigma``, ``archs_from_floor``: sorted names, empty when none)."""
+    """Per problem and receptive field (data set, task, pre-inverse, P, N): how many of its
+    (architecture, split) curves hold at every σ and at every σ from the floor, and which
+    architectures hold on every curve (``archs_all_sigma``, ``archs_from_floor``: sorted names,
+    empty when none)."""
     rows = []
     for key, group in table.groupby(list(PROBLEM), sort=True):
         def archs(column: str) -> str:
@@ -67,9 +68,10 @@ def breakdown_markdown(table: pd.DataFrame, threshold: float, sigma_floor: float
     lines = ["## Agreement per configuration", "",
              f"PSNR(net, LE-MMSE) in dB over the images of each cell (networks on their own data set, "
              f"against the plain LE-MMSE); the agreement claim above is the lowest mean of this table. Per "
-             f"problem, the curves (architecture, P, N, split) whose mean stays > {threshold:g} dB:", ""]
+             f"problem, P and N, the curves (architecture, split) whose mean stays > {threshold:g} dB:", ""]
     for r in problem_summary(table).to_dict("records"):
-        lines.append(f"- {r['dataset']}, {r['task']}, {r['preinverse']}: {r['holds_all_sigma']} of {r['curves']} at "
+        lines.append(f"- {r['dataset']}, {r['task']}, {r['preinverse']}, P = {r['patch']}, N = {r['train_size']}: "
+                     f"{r['holds_all_sigma']} of {r['curves']} at "
                      f"every σ (every curve of: {r['archs_all_sigma'] or 'none'}); {r['holds_from_floor']} of "
                      f"{r['curves']} at every σ ≥ {sigma_floor:g} (every curve of: {r['archs_from_floor'] or 'none'})")
     lines += ["", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
