@@ -244,7 +244,7 @@ def _patch_axis(ax, df: pd.DataFrame) -> None:
 def draw_fig17(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """Patch −log density (paper convention) against P, one curve per σ and split, a panel per facet."""
     cols = sel.facet_values()
-    fig, axes = style.new_figure(1, len(cols), panel=(3.4, 2.8))
+    fig, axes = style.new_figure(1, len(cols), panel=(4.4, 3.6))
     for ax, (ds, task, pre) in zip(axes[0], cols):
         sub = fix(sel.frame, dataset=ds, task=task, preinverse=pre)
         _per_sigma(ax, sub, "patch")

@@ -97,6 +97,10 @@ def image_panel(ax, img, title: str | None = None, *, cmap="gray", vmin=0.0, vma
     return handle
 
 
+#: Characters of a 10 pt title per inch of figure width (wrapping in :func:`save`).
+TITLE_CHARS_PER_INCH = 12
+
+
 def new_figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (3.6, 2.8), **kwargs):
     """A figure of ``nrows × ncols`` panels of about ``panel`` inches each (constrained layout)."""
     fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False,
@@ -105,12 +109,17 @@ def new_figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (
 
 
 def save(fig, out_png, *, config_label: str = "", title: str | None = None) -> None:
-    """Title (with the configuration label) and write ``out_png`` (folders created), then close."""
+    """Title (with the configuration label) and write ``out_png`` (folders created), then close.
+
+    The title is wrapped to the figure's width (about 12 characters per inch at 10 pt), so that a
+    figure of one or two panels does not carry a title several times wider than itself."""
+    import textwrap
     from pathlib import Path
 
     text = " — ".join(t for t in (title, config_label) if t)
     if text:
-        fig.suptitle(text, fontsize=10)
+        width = max(40, int(fig.get_figwidth() * TITLE_CHARS_PER_INCH))
+        fig.suptitle(textwrap.fill(text, width=width), fontsize=10)
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI, bbox_inches="tight", facecolor="white")
