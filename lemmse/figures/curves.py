@@ -156,7 +156,8 @@ def draw_fig6(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
                                      norm=norm, marker=style.SPLIT_MARKERS.get(split, "o"), s=14, alpha=0.8,
                                      edgecolors="none", label=f"{split} images")
             ax.set_xscale("symlog", linthresh=100.0)  # densities span orders of magnitude across σ and splits
-            ax.set_xlabel(style.DENSITY_IMAGE_LABEL.replace(", no", ",\nno") + " (nats, symlog)", fontsize=6.5)
+            ax.set_xlabel(style.DENSITY_IMAGE_LABEL.replace(", paper", ",\npaper").replace(", no", ",\nno")
+                          + " (nats, symlog)", fontsize=6.5)
             ax.set_ylabel("PSNR(net, LE-MMSE) (dB)")
             ax.set_title(f"{ds}, {style.arch_label(arch)} — {inputs.problem_label(task, pre)}", fontsize=8)
     legend_below(fig, axes)
