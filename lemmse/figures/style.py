@@ -99,11 +99,15 @@ def image_panel(ax, img, title: str | None = None, *, cmap="gray", vmin=0.0, vma
 
 #: Characters of a 10 pt title per inch of figure width (wrapping in :func:`save`).
 TITLE_CHARS_PER_INCH = 12
+#: Narrowest figure (inches) :func:`new_figure` makes.
+MIN_FIGURE_WIDTH = 6.0
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, panel: tuple[float, float] = (3.6, 2.8), **kwargs):
-    """A figure of ``nrows × ncols`` panels of about ``panel`` inches each (constrained layout)."""
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols, panel[1] * nrows), squeeze=False,
+    """A figure of ``nrows × ncols`` panels of about ``panel`` inches each (constrained layout), at
+    least :data:`MIN_FIGURE_WIDTH` wide (one-column figures would squeeze their title and legend)."""
+    width = max(panel[0] * ncols, MIN_FIGURE_WIDTH)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, panel[1] * nrows), squeeze=False,
                              layout="constrained", **kwargs)
     return fig, axes
 
