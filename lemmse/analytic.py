@@ -4,7 +4,7 @@ Layout of ``results/analytic/{dataset}/{task}/{preinverse}/{estimator}/P{patch}/
 
 * ``xhat (split, image, sigma, c, h, w)`` float32 — the estimate of every measurement ``y`` of
   the measurement store ``results/measurements/{eval}/{task}.zarr`` (same coordinates);
-* for the LE-MMSE stores the plan asks diagnostics of (:meth:`lemmse.sweep.Plan.wants_diagnostics`)
+* for the LE-MMSE stores the plan asks diagnostics of (:meth:`lemmse.plan.sweep.Plan.wants_diagnostics`)
   also every diagnostic of :data:`lemmse.estimators.api.DIAGNOSTICS` (MATH.md "Diagnostics"):
   ``(split, image, sigma, h, w)`` maps ``patch_log_density_paper`` (the paper's log-sum-exp of
   the logits, no constants) and ``patch_log_density`` (normalised, Gaussian constants included)

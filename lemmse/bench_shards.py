@@ -68,7 +68,8 @@ def measure(config: str | Path, *, device: str = "cpu", stores: int | None = Non
     """One row per estimator store of ``config``'s results whose every shard has a benchmark file."""
     from lemmse.data import load_split
     from lemmse.plan import layout as paths
-    from lemmse.sweep import estimate_options, load_config, make_plan
+    from lemmse.plan.config import load_config
+    from lemmse.plan.sweep import estimate_options, make_plan
     from lemmse import store as zstore
     from lemmse.analytic import has_diagnostics, has_mass, shard_estimates
 

@@ -52,8 +52,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from lemmse.errors import LemmseInputError
-from lemmse.sweep import (AnalyticRun, NetworkRun, Plan, arch_training, model_options, rule_jobs, training_config,
-                          training_steps)
+from lemmse.plan.records import AnalyticRun, NetworkRun
+from lemmse.plan.sweep import Plan, rule_jobs
+from lemmse.plan.training import arch_training, model_options, training_config, training_steps
 
 log = logging.getLogger(__name__)
 
@@ -318,7 +319,7 @@ def predict(plan: Plan, figures: Iterable[str], cpu: Rates, gpu: Rates | None = 
     """Predicted cost per rule of ``snakemake all`` on an empty results folder.
 
     ``gpu``: rates of the device the :data:`GPU_RULES` run on (``None``: they run on ``cpu`` too).
-    ``figures``: the covered figures (:func:`lemmse.sweep.figure_coverage`).
+    ``figures``: the covered figures (:func:`lemmse.plan.sweep.figure_coverage`).
     """
     costs: dict[str, RuleCost] = {}
     for rule, n in rule_jobs(plan, list(figures)).items():
@@ -608,7 +609,8 @@ def write_rates(path: str | os.PathLike, rates: Rates) -> Path:
 def bench_hook(path: str | os.PathLike, *, config: str | os.PathLike | None, device: str,
                clock: str = "wall") -> Rates:
     """``lemmse bench --rates-out FILE [--rates-config CONFIG] [--rates-clock cpu]``: measure, write."""
-    from lemmse.sweep import load_config, make_plan
+    from lemmse.plan.config import load_config
+    from lemmse.plan.sweep import make_plan
 
     path = Path(path)
     if not path.parent.is_dir():

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from lemmse import store as zstore
-from lemmse.sweep import AnalyticRun, Comparison, Plan, task_options
+from lemmse.plan.config import task_options
+from lemmse.plan.records import AnalyticRun, Comparison
+from lemmse.plan.sweep import Plan
 from lemmse.tables import (ANALYTIC_KEYS, ANALYTIC_LABELS, ANALYTIC_VALUES, DIAGNOSTIC_VALUES, METRICS_KEYS,
                            METRICS_LABELS, METRICS_VALUES)
 
@@ -55,8 +57,8 @@ def _preinverted(plan: Plan, dataset: str, task: str, preinverse: str, y: np.nda
 
 def _diag_columns(store, kind: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
     """Diagnostic columns ``(split, image, sigma)`` of an estimator store: its own diagnostics if it is a
-    plain LE-MMSE store that has them (:meth:`lemmse.sweep.Plan.wants_diagnostics`; the mass columns
-    only where it ran the mass pass, :meth:`~lemmse.sweep.Plan.wants_mass`), else NaN.
+    plain LE-MMSE store that has them (:meth:`lemmse.plan.sweep.Plan.wants_diagnostics`; the mass columns
+    only where it ran the mass pass, :meth:`~lemmse.plan.sweep.Plan.wants_mass`), else NaN.
 
     Patch densities are −(mean over pixels) of the per-pixel log-densities; image densities and mass
     summaries are read as stored."""

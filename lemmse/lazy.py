@@ -1,6 +1,6 @@
 """Package exports imported on first use (PEP 562), so that importing a package costs nothing.
 
-Workflow jobs plan paths with ``lemmse.sweep`` in every job; a package ``__init__`` that imported
+Workflow jobs import ``lemmse.plan`` and little else; a package ``__init__`` that imported
 its submodules eagerly would make each of them pay for PyTorch or xarray it never uses.
 """
 from __future__ import annotations

@@ -106,7 +106,7 @@ def nearest_shifted(image: np.ndarray, train: np.ndarray, *, block: int = 512) -
 
 
 def memorisation_table(plan) -> pd.DataFrame:
-    """Distances of the test estimates of every memorisation store of ``plan`` (a :class:`lemmse.sweep.Plan`)."""
+    """Distances of the test estimates of every memorisation store of ``plan`` (a :class:`lemmse.plan.sweep.Plan`)."""
     from lemmse import store as zstore
     from lemmse.data import load_clean, load_split
 

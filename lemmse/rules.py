@@ -9,7 +9,8 @@ import os
 import sys
 from pathlib import Path
 
-from lemmse.sweep import Plan, arch_training, make_plan, training_steps
+from lemmse.plan.sweep import Plan, make_plan
+from lemmse.plan.training import arch_training, training_steps
 
 
 def start(snakemake) -> Plan:

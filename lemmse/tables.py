@@ -34,7 +34,7 @@ estimator_label           the estimator's config label (its store folder: ``anal
 train_sigma               the training σ spec of the network (its folder ``sigma{spec}``; ``0-1``,
                           ``0.005-1log``)
 The diagnostic columns below are filled on rows against the plain LE-MMSE whose store computed
-them (:meth:`lemmse.sweep.Plan.wants_diagnostics`) and NaN elsewhere. Two density conventions
+them (:meth:`lemmse.plan.sweep.Plan.wants_diagnostics`) and NaN elsewhere. Two density conventions
 (MATH.md "Diagnostics"); figures and claims that reproduce the paper use the ``_paper`` ones:
 ------------------------------------------------------------------------------------------------
 neg_log_density_image_paper       −log Σ_d exp(−‖y − A x_d‖²/2σ²): the paper's convention, no

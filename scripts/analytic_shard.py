@@ -4,7 +4,7 @@ from pathlib import Path
 from lemmse.analytic import compute_shard
 from lemmse.data import load_split
 from lemmse.rules import device, start
-from lemmse.sweep import estimate_options
+from lemmse.plan.sweep import estimate_options
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake
 w = snakemake.wildcards  # noqa: F821

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from lemmse.analytic import create_store
 from lemmse.rules import start
-from lemmse.sweep import analytic_attrs
+from lemmse.plan.sweep import analytic_attrs
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake
 run = plan.analytic_from_wildcards(snakemake.wildcards)  # noqa: F821

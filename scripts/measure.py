@@ -1,7 +1,7 @@
 """Rule measure: the measurement store of one data set and task (lemmse.data.build_measurements)."""
 from lemmse.data import build_measurements
 from lemmse.rules import start
-from lemmse.sweep import task_options
+from lemmse.plan.config import task_options
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake
 meas, task = plan.config["measurements"], snakemake.wildcards.task  # noqa: F821

@@ -2,7 +2,7 @@
 results/data/{dataset}.zarr with lemmse.data.prepare_dataset."""
 from lemmse.data import prepare_dataset
 from lemmse.rules import start
-from lemmse.sweep import check_dataset_files
+from lemmse.plan.config import check_dataset_files
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake
 source, options = check_dataset_files(plan.config, snakemake.wildcards.dataset)  # noqa: F821

@@ -12,7 +12,7 @@ from pathlib import Path
 from lemmse.data import load_split
 from lemmse.rules import device, start
 from lemmse.store import atomic_write_text
-from lemmse.sweep import training_config
+from lemmse.plan.training import training_config
 from lemmse.training.loop import TrainingInterrupted, train
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake

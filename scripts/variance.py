@@ -1,7 +1,7 @@
 """Rule variance: LE-MMSE over several noise draws, B = I and B = A⁺ (the fig4 store)."""
 from lemmse.figures.variance import compute_variance
 from lemmse.rules import device, start
-from lemmse.sweep import task_options
+from lemmse.plan.config import task_options
 
 plan = start(snakemake)  # noqa: F821 - injected by Snakemake
 v, task = plan.config["variance"], snakemake.wildcards.task  # noqa: F821

@@ -20,7 +20,8 @@ from lemmse.cost import (GPU_RULES, PROFILES, EstimatorWork, Rates, estimator_wo
                          predict, read_benchmarks, write_rates)
 from lemmse.errors import LemmseInputError
 from lemmse.models.registry import build_model, resolve_options
-from lemmse.sweep import figure_coverage, load_config, make_plan, rule_jobs
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import figure_coverage, make_plan, rule_jobs
 from workflow_helpers import TINY
 
 

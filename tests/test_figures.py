@@ -341,7 +341,7 @@ def test_caption_files_match_registry(tmp_path):
 
 
 def test_registry_and_dag_helpers_do_not_import_matplotlib():
-    code = ("import sys, lemmse.figures, lemmse.figures.select, lemmse.gather, lemmse.sweep; "
+    code = ("import sys, lemmse.figures, lemmse.figures.select, lemmse.gather, lemmse.plan; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
@@ -373,7 +373,7 @@ def test_cli_make_and_list(world, tmp_path, capsys):
 def test_config_reference_is_validated():
     import yaml
 
-    from lemmse.sweep import load_config
+    from lemmse.plan.config import load_config
 
     raw = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     assert load_config(raw)["figures"]["reference"] == {"study": "noise", "dataset": None, "patch": None,

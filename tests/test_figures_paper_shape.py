@@ -1,7 +1,7 @@
 """The paper-shaped results test: tables with exactly the coordinates config/paper.yaml plans.
 
 The rows are the planned rows of the paper config (:func:`lemmse.gather.planned_tables` of
-:func:`lemmse.sweep.make_plan`; two images per split instead of the config's n_eval, every other
+:func:`lemmse.plan.sweep.make_plan`; two images per split instead of the config's n_eval, every other
 coordinate as planned), filled with fabricated values. Every figure must be covered, and its
 selection must hold the facets and series the paper's figure has (Fig. 5: 3 data sets × 3
 architectures × the 5 problems; Fig. 17: P ∈ {5, 7, 9, 11}; Fig. 7: trained on FFHQ, evaluated on
@@ -37,7 +37,8 @@ def paper_plan():
     import yaml
 
     import lemmse.data as data
-    from lemmse.sweep import load_config, make_plan
+    from lemmse.plan.config import load_config
+    from lemmse.plan.sweep import make_plan
 
     real = data.get_spec
 

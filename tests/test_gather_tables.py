@@ -9,7 +9,8 @@ import xarray as xr
 from lemmse.gather import ANALYTIC_COLUMNS, METRICS_COLUMNS, analytic_table, metrics_table
 from lemmse.operators import preinvert
 from lemmse.store import save_dataset
-from lemmse.sweep import load_config, make_plan
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import make_plan
 from workflow_helpers import REPO
 
 DIMS = ("split", "image", "sigma", "c", "h", "w")
@@ -99,7 +100,8 @@ def test_paper_sweep_cubes_stay_dense_per_study_and_small():
     import tracemalloc
 
     from lemmse.gather import metrics_cube, planned_metrics
-    from lemmse.sweep import load_config, make_plan
+    from lemmse.plan.config import load_config
+    from lemmse.plan.sweep import make_plan
     from lemmse.tables import METRICS_KEYS
 
     plan = make_plan(load_config(REPO / "config" / "paper.yaml"))
@@ -130,7 +132,7 @@ def test_a_store_without_the_mass_pass_has_densities_and_nan_mass_in_the_tables(
     from lemmse.data import load_split
     from lemmse.gather import _diag_columns
     from lemmse.store import open_dataset
-    from lemmse.sweep import estimate_options
+    from lemmse.plan.sweep import estimate_options
 
     run = next(a for a in world.analytics if a.estimator == "lemmse" and a.preinverse == "pinv")
     measurements = world.measurement_store(run.eval_dataset, run.task)

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from lemmse.plan.layout import PATHS, Layout, match, wildcard_constraints, wildcard_names
-from lemmse.sweep import load_config, make_plan
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

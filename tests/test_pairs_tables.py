@@ -16,7 +16,7 @@ from lemmse.errors import LemmseInputError
 from lemmse.memorisation import memorisation_table, shift_nearest_distance
 from lemmse.pairs import network_pairs, pair_psnr, preinverse_pairs
 from lemmse.store import save_dataset
-from lemmse.sweep import AnalyticRun, NetworkEval, NetworkRun
+from lemmse.plan.records import AnalyticRun, NetworkEval, NetworkRun, TrainingNoise
 
 SIGMAS = (0.05, 0.5)
 N_EVAL = 2
@@ -38,7 +38,7 @@ def world(tmp_path_factory):
     data = prepare_dataset("digits", root / "data" / "digits.zarr", resolution=8, train_size=6, test_size=3)
     build_measurements(root / "measurements" / "digits" / "deconvolution.zarr", data, task="deconvolution",
                        sigmas=SIGMAS, n_eval=N_EVAL)
-    runs = [NetworkRun("digits", "deconvolution", "identity", arch, 5, 6, "0-1") for arch in ("unet", "resnet")]
+    runs = [NetworkRun("digits", "deconvolution", "identity", arch, 5, 6, TrainingNoise(0.0, 1.0)) for arch in ("unet", "resnet")]
     evals = [NetworkEval(r, "digits") for r in runs]
     for e in evals:
         save_dataset(_xhat(rng), e.store(root))

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from lemmse.cli.main import main
-from lemmse.sweep import (figure_coverage, load_config, make_plan, prepared_datasets, rule_jobs, study_jobs)
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import figure_coverage, make_plan, prepared_datasets, rule_jobs, study_jobs
 from workflow_helpers import REPO, TINY, job_counts, make_workdir, snakemake
 
 

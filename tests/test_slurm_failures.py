@@ -30,7 +30,8 @@ import yaml
 from fixtures_slurm import job_state, run_snakemake_on_slurm, slurm_env, slurm_job_ids
 from lemmse import store as zstore
 from lemmse.cluster import ClusterError, status_command
-from lemmse.sweep import load_config, make_plan
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import make_plan
 from lemmse.training import load_checkpoint
 from test_workflow_slurm import slurm_tiny_config
 from workflow_helpers import SNAKEFILE, job_counts, make_workdir, snakemake

@@ -11,7 +11,8 @@ from lemmse.errors import LemmseInputError
 from lemmse.gather import planned_tables
 from lemmse.operators import make_problem, preinvert
 from lemmse.plan.specs import BUILTIN_ESTIMATORS, estimator_specs, preinverse_specs
-from lemmse.sweep import estimate_options, load_config, make_plan
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import estimate_options, make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

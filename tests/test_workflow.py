@@ -21,7 +21,8 @@ import yaml
 
 from lemmse.figures import covered_figures
 from lemmse.gather import planned_tables
-from lemmse.sweep import load_config, make_plan
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import make_plan
 from lemmse.tables import ANALYTIC_KEYS, DIAGNOSTIC_VALUES, METRICS_KEYS
 from workflow_helpers import REPO, TINY, job_counts, make_workdir, snakemake
 
@@ -307,7 +308,7 @@ def test_cost_model_against_the_tiny_run_benchmarks(tiny_run, tiny_plan, tmp_pat
     """
     from lemmse.cli.main import main
     from lemmse.cost import load_rates, predict, read_benchmarks
-    from lemmse.sweep import figure_coverage
+    from lemmse.plan.sweep import figure_coverage
 
     rates_file = tmp_path / "rates.json"
     assert main(["bench", "--rates-out", str(rates_file), "--rates-config", str(TINY), "--rates-clock", "cpu",

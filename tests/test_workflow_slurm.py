@@ -21,7 +21,8 @@ import xarray as xr
 import yaml
 
 from fixtures_slurm import copy_repository, slurm_env, slurm_job_ids
-from lemmse.sweep import load_config, make_plan
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import make_plan
 from workflow_helpers import TINY
 
 pytestmark = [pytest.mark.workflow, pytest.mark.slow, pytest.mark.timeout(1800)]

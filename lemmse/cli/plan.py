@@ -126,7 +126,8 @@ def format_cost(costs: dict, cpu, gpu, measured: dict | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lemmse.sweep import figure_coverage, load_config, make_plan, rule_jobs, study_jobs
+    from lemmse.plan.config import load_config
+    from lemmse.plan.sweep import figure_coverage, make_plan, rule_jobs, study_jobs
 
     if args.compare is not None and not args.cost:
         raise CliError("--compare needs --cost")

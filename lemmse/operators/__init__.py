@@ -36,7 +36,7 @@ def preinvert(y, task: str, preinverse: str, lam: float | None = None, *, hole: 
     """``B y`` for measurements ``y`` of shape ``(..., c, h, w)`` (numpy), in float64 — THE one place the
     pipeline applies a pre-inverse to stored measurements (gather's ``psnr_input_est``, the figures'
     ``B y`` panels). ``preinverse``/``lam``: the kind and λ of B; ``hole``/``blur_std``: the task's
-    operator exactly as configured (``lemmse.sweep.task_options``), so B is the B the estimators used.
+    operator exactly as configured (``lemmse.plan.config.task_options``), so B is the B the estimators used.
     """
     import numpy as np
     import torch

@@ -141,7 +141,7 @@ def _choice(values: Iterable[Any]) -> str:
 
 
 def wildcard_constraints(plan) -> dict[str, str]:
-    """Regex of every wildcard of :data:`PATHS`: only the values the plan (``lemmse.sweep.Plan``) holds.
+    """Regex of every wildcard of :data:`PATHS`: only the values the plan (``lemmse.plan.sweep.Plan``) holds.
 
     The Snakefile's ``wildcard_constraints:``; a pattern can thus only match a configured job.
     """

@@ -2,7 +2,7 @@ r"""Pre-inverse and estimator labels, resolved once from the config into typed s
 
 A config names pre-inverses and estimators by label (``tik1e-2``, ``smoothed-s0.01``); what a
 label means (its kind, λ, smoothing) is read here and nowhere else. :func:`preinverse_specs` and
-:func:`estimator_specs` are called once by :func:`lemmse.sweep.make_plan`; every consumer (the
+:func:`estimator_specs` are called once by :func:`lemmse.plan.sweep.make_plan`; every consumer (the
 job records, gather, the figures' store lookups, the Snakefile's wildcard constraints) asks the
 resulting mapping. A label the config does not define is refused, naming the config key.
 

@@ -1,12 +1,13 @@
 # Helpers shared by every stage: the validated config, the plan of jobs, the results layout
 # (lemmse.plan.layout: every path pattern of the rule files) and input functions. The config is
-# checked against schemas/config.schema.yaml (and for semantics) by lemmse.sweep before any job
+# checked against lemmse/plan/config.schema.yaml (and for semantics) by lemmse.plan before any job
 # is built; a bad key fails here, named.
 import os
 
 from lemmse.errors import LemmseInputError
 from lemmse.plan import layout as paths
-from lemmse.sweep import load_config, make_plan
+from lemmse.plan.config import load_config
+from lemmse.plan.sweep import make_plan
 
 try:
     config.update(load_config(config))  # in place: scripts see the defaulted config too
@@ -40,7 +41,7 @@ def _fit(rule, mem_mb, what):
 
 def _network_mem_mb(rule, wildcards):
     from lemmse.cluster import training_memory_mb
-    from lemmse.sweep import training_config
+    from lemmse.plan.training import training_config
 
     t = training_config(config, PLAN.network_from_wildcards(wildcards))
     info = PLAN.datasets[wildcards.dataset]

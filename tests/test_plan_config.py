@@ -1,6 +1,6 @@
 """The workflow config: schema (descriptions, defaults, unknown keys) and semantic checks.
 
-Every bad config fails in :func:`lemmse.sweep.load_config` with the offending key named, before
+Every bad config fails in :func:`lemmse.plan.config.load_config` with the offending key named, before
 any job exists; the shipped configs validate and plan, the paper's one with none of its data
 sets on disk (their files are checked by the dataset rule, :func:`check_dataset_files`).
 """
@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from lemmse.errors import LemmseInputError
-from lemmse.sweep import SCHEMA_PATH, check_dataset_files, load_config, make_plan
+from lemmse.plan.config import SCHEMA_PATH, check_dataset_files, load_config
+from lemmse.plan.sweep import make_plan
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "test_tiny.yaml"
@@ -165,7 +166,7 @@ def test_plan_records_are_deduplicated_and_paths_are_structured(tiny):
 
 def test_epochs_set_each_networks_steps_from_its_training_set_size():
     """steps = ceil(epochs · N / batch): the paper's dataset-size study trains small N for fewer steps."""
-    from lemmse.sweep import DEFAULT_STEPS, training_steps
+    from lemmse.plan.training import DEFAULT_STEPS, training_steps
 
     assert training_steps({"epochs": 600, "batch_size": 256, "steps": None}, 100) == 235  # 600·100/256 = 234.4
     assert training_steps({"epochs": 600, "batch_size": 256, "steps": None}, 50000) == 117188
@@ -175,15 +176,15 @@ def test_epochs_set_each_networks_steps_from_its_training_set_size():
 
 
 def test_training_config_carries_the_configured_budget(tiny):
-    from lemmse.sweep import training_config
+    from lemmse.plan.training import training_config
 
     config = copy.deepcopy(tiny)
     config["training"].update(steps=None, epochs=4, weight_decay=1e-4, ema_every=3,
                               sigma_min=0.01, sigma_sampling="log-uniform")
     config = load_config(config)
-    from lemmse.sweep import NetworkRun
+    from lemmse.plan.records import NetworkRun, TrainingNoise
 
-    tc = training_config(config, NetworkRun("digits", "denoising", "identity", "resnet", 3, 40, "0.01-1log"))
+    tc = training_config(config, NetworkRun("digits", "denoising", "identity", "resnet", 3, 40, TrainingNoise(0.01, 1.0, "log-uniform")))
     assert (tc.steps, tc.weight_decay, tc.ema_every, tc.sigma_sampling) == (
         -(-4 * 40 // config["training"]["batch_size"]), 1e-4, 3, "log-uniform")
     assert tc.sigma_spec == "0.01-1log"
@@ -192,13 +193,14 @@ def test_training_config_carries_the_configured_budget(tiny):
 def test_arch_budget_replaces_the_shared_budget_of_its_architecture_only(tiny):
     """training.arch_budget[arch]: its steps or epochs (one replaces the other) and ema_start."""
     from lemmse.rules import config_label
-    from lemmse.sweep import NetworkRun, training_config
+    from lemmse.plan.records import NetworkRun, TrainingNoise
+    from lemmse.plan.training import training_config
 
     config = copy.deepcopy(tiny)
     config["training"].update(steps=None, epochs=4, ema_start=3,
                               arch_budget={"unet": {"steps": 11, "ema_start": 5}, "patchmlp": {"epochs": 2}})
     config = load_config(config)
-    run = {arch: NetworkRun("digits", "denoising", "identity", arch, 3, 40, "0-1") for arch in ("unet", "resnet",
+    run = {arch: NetworkRun("digits", "denoising", "identity", arch, 3, 40, TrainingNoise(0.0, 1.0)) for arch in ("unet", "resnet",
                                                                                                  "patchmlp")}
     batch = config["training"]["batch_size"]
     unet, resnet, mlp = (training_config(config, run[a]) for a in ("unet", "resnet", "patchmlp"))
@@ -246,14 +248,15 @@ def test_memorisation_problems_compute_the_estimators_they_list():
 
 def test_dataset_model_options_override_the_architecture_options(tiny):
     """The paper's 64×64 UNet is wider: training.dataset_model_options[dataset][arch] wins there only."""
-    from lemmse.sweep import NetworkRun, training_config
+    from lemmse.plan.records import NetworkRun, TrainingNoise
+    from lemmse.plan.training import training_config
 
     config = copy.deepcopy(tiny)
     config["training"]["model_options"] = {"unet": {"channels": [8, 16], "norm_groups": 1}}
     config["training"]["dataset_model_options"] = {"faces": {"unet": {"channels": [16, 32]}}}
     config = load_config(config)
-    faces = training_config(config, NetworkRun("faces", "denoising", "identity", "unet", 3, 8, "0-1"))
-    digits = training_config(config, NetworkRun("digits", "denoising", "identity", "unet", 3, 40, "0-1"))
+    faces = training_config(config, NetworkRun("faces", "denoising", "identity", "unet", 3, 8, TrainingNoise(0.0, 1.0)))
+    digits = training_config(config, NetworkRun("digits", "denoising", "identity", "unet", 3, 40, TrainingNoise(0.0, 1.0)))
     assert faces.model_options == {"channels": [16, 32], "norm_groups": 1}
     assert digits.model_options == {"channels": [8, 16], "norm_groups": 1}
 
@@ -263,7 +266,7 @@ def test_planning_a_job_does_not_import_torch_and_lazy_exports_resolve():
     import subprocess
     import sys
 
-    code = ("import sys; from lemmse.sweep import load_config, make_plan; "
+    code = ("import sys; from lemmse.plan import load_config, make_plan; "
             "make_plan(load_config('config/config.yaml')); print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False", done.stderr[-2000:]
