@@ -108,8 +108,10 @@ def comparison_rows(plan: Plan, comparison: Comparison, cache: dict) -> pd.DataF
     """Rows of the metrics table for one network evaluation against one estimator store."""
     evaluation, run = comparison.evaluation, comparison.analytic
     net = zstore.open_dataset(evaluation.store(plan.results))
-    est = zstore.open_dataset(run.store(plan.results))
-    meas = zstore.open_dataset(plan.measurement_store(run.eval_dataset, run.task))
+    # a network trained at a fixed σ was evaluated there only: its rows are the estimates at its σ
+    at_net_sigmas = {"sigma": net["sigma"].values}
+    est = zstore.open_dataset(run.store(plan.results)).sel(at_net_sigmas)
+    meas = zstore.open_dataset(plan.measurement_store(run.eval_dataset, run.task)).sel(at_net_sigmas)
     key = (run.eval_dataset, run.task)
     if key not in cache:
         cache[key] = _clean(plan, *key)
@@ -164,16 +166,20 @@ def planned_tables(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def planned_metrics(plan: Plan, comparisons) -> pd.DataFrame:
     """The metrics rows ``comparisons`` will produce, key and label columns only (values NaN)."""
-    grid, nan = _planned_grid(plan)
-    metrics = [_frame(plan.metrics_keys(c), grid, {k: nan for k in METRICS_VALUES}) for c in comparisons]
+    metrics = []
+    for c in comparisons:
+        grid, nan = _planned_grid(plan, plan.evaluated_sigmas(c.evaluation))
+        metrics.append(_frame(plan.metrics_keys(c), grid, {k: nan for k in METRICS_VALUES}))
     empty = pd.DataFrame(columns=list(METRICS_COLUMNS))
     return pd.concat(metrics, ignore_index=True)[empty.columns] if metrics else empty
 
 
-def _planned_grid(plan: Plan):
+def _planned_grid(plan: Plan, sigmas=None):
+    """The (split, image, σ) grid of a store (``sigmas``: a subset of the σ, a fixed-σ network's) and NaN values."""
     m = plan.config["measurements"]
-    grid = (["train", "test"], np.arange(m["n_eval"]), np.asarray(m["sigmas"], dtype=np.float64))
-    return grid, np.full((2, m["n_eval"], len(m["sigmas"])), np.nan)
+    sigmas = np.asarray(m["sigmas"] if sigmas is None else sigmas, dtype=np.float64)
+    grid = (["train", "test"], np.arange(m["n_eval"]), sigmas)
+    return grid, np.full((2, m["n_eval"], len(sigmas)), np.nan)
 
 
 def metrics_table(plan: Plan) -> pd.DataFrame:

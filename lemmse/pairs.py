@@ -2,7 +2,7 @@ r"""PSNR between two outputs on the same measurements: network against network, 
 with two pre-inverses.
 
 * :func:`network_pairs` — for every two architectures trained on the same data set, task,
-  pre-inverse, P and N and evaluated on the same data set: ``PSNR(net_a(y), net_b(y))`` per
+  pre-inverse, P, N and training noise and evaluated on the same data set: ``PSNR(net_a(y), net_b(y))`` per
   (split, image, σ). The paper's "different architectures consistently yield a similar output"
   (§4.2) is a statement about these numbers, not about each network against the formula.
 * :func:`preinverse_pairs` — for every estimator store (same data, task, estimator, P, N) under two
@@ -24,8 +24,8 @@ from lemmse.errors import LemmseInputError
 
 log = logging.getLogger(__name__)
 
-NETWORK_COLUMNS = ("dataset", "eval_dataset", "task", "preinverse", "patch", "train_size", "arch_a", "arch_b",
-                   "sigma", "split", "image", "psnr")
+NETWORK_COLUMNS = ("dataset", "eval_dataset", "task", "preinverse", "patch", "train_size", "train_sigma", "arch_a",
+                   "arch_b", "sigma", "split", "image", "psnr")
 PREINVERSE_COLUMNS = ("dataset", "eval_dataset", "task", "estimator", "patch", "train_size", "preinverse_a",
                       "preinverse_b", "sigma", "split", "image", "psnr")
 
@@ -56,11 +56,11 @@ def network_pairs(plan) -> pd.DataFrame:
         key = (r.dataset, e.eval_dataset, r.task, r.preinverse, r.patch, r.train_size, r.spec)
         groups.setdefault(key, []).append(e)
     frames = []
-    for (dataset, ev, task, pre, patch, n, _spec), evals in groups.items():
+    for (dataset, ev, task, pre, patch, n, spec), evals in groups.items():
         for ea, eb in itertools.combinations(sorted(evals, key=lambda e: e.run.arch), 2):
             frame = pair_psnr(ea.store(plan.results), eb.store(plan.results))
             frames.append(frame.assign(dataset=dataset, eval_dataset=ev, task=task, preinverse=pre, patch=patch,
-                                       train_size=n, arch_a=ea.run.arch, arch_b=eb.run.arch))
+                                       train_size=n, train_sigma=spec, arch_a=ea.run.arch, arch_b=eb.run.arch))
     log.info("net-vs-net: %d pairs", len(frames))
     return pd.concat(frames, ignore_index=True)[list(NETWORK_COLUMNS)] if frames else \
         pd.DataFrame(columns=list(NETWORK_COLUMNS))

@@ -1,6 +1,8 @@
-"""Glue for the workflow's thin scripts: logging into the rule's log file, threads, device, plan.
+"""Glue for the workflow's thin scripts: logging into the rule's log file, threads, device.
 
-Each ``scripts/<rule>.py`` does ``plan = start(snakemake)`` and then calls one lemmse function.
+Each ``scripts/<rule>.py`` does ``job = start(snakemake)`` — its record, handed over by the rule
+(``params: job=…``, :mod:`lemmse.plan.jobs`) — and then calls one lemmse function. The aggregating
+jobs receive the plan itself (``snakemake.params.plan``); no job rebuilds it from the config.
 """
 from __future__ import annotations
 
@@ -8,13 +10,15 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
-from lemmse.plan.sweep import Plan, make_plan
+from lemmse.plan.sweep import Plan
 from lemmse.plan.training import arch_training, training_steps
 
 
-def start(snakemake) -> Plan:
-    """Send every ``lemmse`` log record to the rule's ``log:`` file, set threads, build the plan.
+def start(snakemake) -> Any:
+    """Send every ``lemmse`` log record to the rule's ``log:`` file, set threads; return the job's
+    record (``snakemake.params.job``; ``None`` for a rule that passes none).
 
     Every output's folder is checked first (:func:`lemmse.store.require_writable`), so a
     read-only or misplaced results folder fails before the job's work, naming the path.
@@ -35,7 +39,7 @@ def start(snakemake) -> Plan:
     set_threads(int(snakemake.threads))
     logging.getLogger("lemmse.rules").info("rule %s, wildcards %s, %d thread(s)", snakemake.rule,
                                            dict(snakemake.wildcards), snakemake.threads)
-    return make_plan(snakemake.config)
+    return getattr(snakemake.params, "job", None)
 
 
 def set_threads(threads: int) -> None:

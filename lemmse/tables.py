@@ -15,6 +15,9 @@ preinverse                label of the pre-inverse B in the config (identity, pi
 arch                      unet | resnet | patchmlp
 patch                     P, receptive field of the network and patch size of the estimator
 train_size                N, number of training images (the first N of the split)
+train_sigma               the network's training noise (a key: a study may train several; its folder
+                          ``sigma{spec}``): ``0-1`` a σ-conditioned network over U[0, 1],
+                          ``0.005-1log`` log-uniform, ``0.2`` one fixed σ (a study's ``train_sigmas``)
 estimator                 lemmse | smoothed: the KIND of the estimator the network is compared with
                           (its config label is estimator_label)
 smoothing                 s of the smoothed LE-MMSE (0.0 for lemmse)
@@ -31,8 +34,8 @@ they follow from the keys, so the per-study cubes leave them out:
 preinverse_kind           identity | adjoint | pinv | tikhonov (the kind of the preinverse label)
 lam                       Tikhonov λ of the pre-inverse (NaN for the other kinds)
 estimator_label           the estimator's config label (its store folder: ``analytic/…/{label}/…``)
-train_sigma               the training σ spec of the network (its folder ``sigma{spec}``; ``0-1``,
-                          ``0.005-1log``)
+train_sigma_min, train_sigma_max  the training noise range of the network; equal for a network
+                          trained at one fixed σ (it has rows at that σ only)
 The diagnostic columns below are filled on rows against the plain LE-MMSE whose store computed
 them (:meth:`lemmse.plan.sweep.Plan.wants_diagnostics`) and NaN elsewhere. Two density conventions
 (MATH.md "Diagnostics"); figures and claims that reproduce the paper use the ``_paper`` ones:
@@ -57,7 +60,7 @@ mass and patch-size figures:
 dataset, eval_dataset, task, preinverse, estimator, smoothing, patch, train_size, sigma, split,
 image                     as above; estimator is mmse | emmse | lemmse | smoothed; patch is 0
                           for mmse and emmse (no patch)
-preinverse_kind, lam, estimator_label  as above (label columns; no train_sigma: no network)
+preinverse_kind, lam, estimator_label  as above (label columns; no training σ: no network)
 psnr_est_truth            PSNR(estimate, clean x) in dB
 nearest_train_distance    RMS distance of the estimate to its nearest training image (all
                           circular shifts for emmse/lemmse are NOT taken: plain images) — small
@@ -73,10 +76,10 @@ PSNR uses a peak of 1 (images in [0, 1]): ``10 log10(1 / mean((a − b)²))``.
 """
 from __future__ import annotations
 
-METRICS_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size",
+METRICS_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size", "train_sigma",
                 "estimator", "smoothing", "sigma", "split", "image")
 #: Label columns (resolved from the config; not dims of the metrics cube).
-METRICS_LABELS = ("preinverse_kind", "lam", "estimator_label", "train_sigma")
+METRICS_LABELS = ("preinverse_kind", "lam", "estimator_label", "train_sigma_min", "train_sigma_max")
 ANALYTIC_LABELS = ("preinverse_kind", "lam", "estimator_label")
 #: Diagnostic value columns of both tables (see above).
 DIAGNOSTIC_VALUES = ("neg_log_density_patch_paper", "neg_log_density_image_paper", "neg_log_density_patch_normalised",

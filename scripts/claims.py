@@ -6,7 +6,8 @@ from lemmse.claims.timing import read_timings
 from lemmse.figures import FigureInputs
 from lemmse.rules import config_label, start
 
-plan = start(snakemake)  # noqa: F821 - injected by Snakemake
+start(snakemake)  # noqa: F821 - injected by Snakemake
+plan = snakemake.params.plan  # noqa: F821
 cfg = plan.config
 inputs = FigureInputs.load(plan.layout.table("metrics.parquet").parent, plan.results, preinverses=cfg["preinverses"])
 timings = read_timings(snakemake.params.benchmarks, n_eval=cfg["measurements"]["n_eval"],  # noqa: F821

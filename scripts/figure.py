@@ -4,7 +4,8 @@ from pathlib import Path
 from lemmse.figures import FigureInputs, Reference, make_figure
 from lemmse.rules import config_label, start
 
-plan = start(snakemake)  # noqa: F821 - injected by Snakemake
+start(snakemake)  # noqa: F821 - injected by Snakemake
+plan = snakemake.params.plan  # noqa: F821
 out = Path(snakemake.output[0])  # noqa: F821
 tables = plan.layout.table("metrics.parquet").parent
 inputs = FigureInputs.load(tables, plan.results, preinverses=plan.config["preinverses"],

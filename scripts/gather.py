@@ -4,5 +4,6 @@ from pathlib import Path
 from lemmse.gather import write_tables
 from lemmse.rules import start
 
-plan = start(snakemake)  # noqa: F821 - injected by Snakemake
+start(snakemake)  # noqa: F821 - injected by Snakemake
+plan = snakemake.params.plan  # noqa: F821
 write_tables(plan, Path(snakemake.output.metrics).parent)  # noqa: F821

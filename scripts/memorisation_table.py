@@ -2,5 +2,6 @@
 from lemmse.memorisation import write_memorisation_table
 from lemmse.rules import start
 
-plan = start(snakemake)  # noqa: F821 - injected by Snakemake
+start(snakemake)  # noqa: F821 - injected by Snakemake
+plan = snakemake.params.plan  # noqa: F821
 write_memorisation_table(plan, snakemake.output[0])  # noqa: F821

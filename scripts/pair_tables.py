@@ -2,5 +2,6 @@
 from lemmse.pairs import write_pair_tables
 from lemmse.rules import start
 
-plan = start(snakemake)  # noqa: F821 - injected by Snakemake
+start(snakemake)  # noqa: F821 - injected by Snakemake
+plan = snakemake.params.plan  # noqa: F821
 write_pair_tables(plan, snakemake.output.netpairs, snakemake.output.estimator_pairs)  # noqa: F821

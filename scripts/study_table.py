@@ -2,5 +2,6 @@
 from lemmse.gather import study_table
 from lemmse.rules import start
 
-plan = start(snakemake)  # noqa: F821 - injected by Snakemake
+start(snakemake)  # noqa: F821 - injected by Snakemake
+plan = snakemake.params.plan  # noqa: F821
 study_table(plan, snakemake.wildcards.study, snakemake.output.table, cube=snakemake.output.cube)  # noqa: F821

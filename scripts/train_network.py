@@ -12,13 +12,12 @@ from pathlib import Path
 from lemmse.data import load_split
 from lemmse.rules import device, start
 from lemmse.store import atomic_write_text
-from lemmse.plan.training import training_config
+from lemmse.training.config import TrainConfig
 from lemmse.training.loop import TrainingInterrupted, train
 
-plan = start(snakemake)  # noqa: F821 - injected by Snakemake
-run = plan.network_from_wildcards(snakemake.wildcards)  # noqa: F821
-config = training_config(plan.config, run)
-images = load_split(snakemake.input.data, "train", count=run.train_size)  # noqa: F821
+job = start(snakemake)  # noqa: F821 - injected by Snakemake
+config = TrainConfig(**job["config"])
+images = load_split(snakemake.input.data, "train", count=job["train_size"])  # noqa: F821
 run_dir = Path(snakemake.output[0]).parent  # noqa: F821
 try:
     result = train(run_dir, config, images, device=device(), resume=True)

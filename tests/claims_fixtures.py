@@ -19,8 +19,8 @@ IMAGES = len(OFFSETS)
 SIGMAS = (0.01, 0.1, 1.0)
 SETTINGS = Settings(reps=20, seed=3)
 
-METRICS_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size", "estimator",
-                "smoothing", "sigma", "split", "image")
+METRICS_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size", "train_sigma",
+                "estimator", "smoothing", "sigma", "split", "image")
 METRICS_VALUES = ("psnr_net_truth", "psnr_est_truth", "psnr_net_est", "psnr_input_est",
                   "neg_log_density_image_paper", "neg_log_density_patch_paper", "neg_log_density_image_normalised",
                   "neg_log_density_patch_normalised", "mass99_observed_mean", "mass99_observed_median")
@@ -30,15 +30,15 @@ ANALYTIC_VALUES = ("psnr_est_truth", "nearest_train_distance", "truth_nearest_tr
                    "neg_log_density_image_paper", "neg_log_density_patch_paper", "neg_log_density_image_normalised",
                    "neg_log_density_patch_normalised", "mass99_observed_mean", "mass99_observed_median",
                    "distinct_sources")
-NETPAIR_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "patch", "train_size", "arch_a", "arch_b", "sigma",
-                "split", "image")
+NETPAIR_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "patch", "train_size", "train_sigma", "arch_a",
+                "arch_b", "sigma", "split", "image")
 ESTPAIR_KEYS = ("dataset", "eval_dataset", "task", "estimator", "patch", "train_size", "preinverse_a",
                 "preinverse_b", "sigma", "split", "image")
 MEMO_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "estimator", "patch", "train_size", "sigma", "split",
              "image")
 
 BASE = dict(dataset="d", eval_dataset="d", task="denoising", preinverse="identity", arch="unet", patch=5,
-            train_size=10, estimator="lemmse", smoothing=0.0, split="test", arch_a="resnet", arch_b="unet",
+            train_size=10, train_sigma="0-1", estimator="lemmse", smoothing=0.0, split="test", arch_a="resnet", arch_b="unet",
             preinverse_a="identity", preinverse_b="pinv")
 
 

@@ -47,7 +47,7 @@ def metrics_table(rng: np.random.Generator, *, ood: bool = True, smoothed: bool 
                          neg_log_density_image_normalised=-nld + rng.normal(0, 1),
                          neg_log_density_patch_normalised=-nld / 10 - patch,
                          mass99_observed_mean=1 + 300 * sigma ** 2, mass99_observed_median=1 + 100 * sigma ** 2))
-    return pd.DataFrame(rows, columns=[*METRICS_KEYS, "train_sigma", *METRICS_VALUES])
+    return pd.DataFrame(rows, columns=[*METRICS_KEYS, *METRICS_VALUES])
 
 
 def analytic_table(rng: np.random.Generator) -> pd.DataFrame:

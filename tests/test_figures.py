@@ -49,7 +49,7 @@ def png_size(path: Path) -> tuple[int, int]:
 # ------------------------------------------------------------------------------ hand-computed selections
 def _metrics(rows: list[dict]) -> pd.DataFrame:
     base = dict(dataset="d", eval_dataset="d", task="denoising", preinverse="identity", arch="unet", patch=3,
-                train_size=10, estimator="lemmse", smoothing=0.0, split="test", image=0, sigma=0.1,
+                train_size=10, train_sigma="0-1", estimator="lemmse", smoothing=0.0, split="test", image=0, sigma=0.1,
                 **{v: np.nan for v in METRICS_VALUES})
     return pd.DataFrame([{**base, **r} for r in rows], columns=[*METRICS_KEYS, *METRICS_VALUES])
 
@@ -79,6 +79,32 @@ def test_fig5_frame_is_mean_and_std_over_images_at_the_reference_slice():
     assert agree["std"].iloc[0] == pytest.approx(np.sqrt(8.0))  # ddof 1: ((2² + 2²) / 1)^½
     assert agree["count"].iloc[0] == 2
     assert sel.frame[sel.frame.quantity == "psnr_est_truth"]["mean"].iloc[0] == pytest.approx(20.0)
+
+
+def test_fig5_draws_fixed_sigma_networks_as_points_beside_the_curves(tmp_path):
+    """A study's fixed-σ networks leave the curves (the σ-conditioned network's) alone and come back as
+    ``extra["fixed_sigma"]``: their PSNRs at their own σ, in the panel of their data set, arch and problem."""
+    rows = []
+    for sigma, value in ((0.1, 20.0), (0.5, 30.0)):
+        rows.append(dict(sigma=sigma, psnr_net_est=value, psnr_net_truth=value, psnr_est_truth=value,
+                         train_sigma="0-1", train_sigma_min=0.0, train_sigma_max=1.0))
+    for image, value in ((0, 40.0), (1, 44.0)):
+        rows.append(dict(sigma=0.5, image=image, psnr_net_est=value, psnr_net_truth=value - 10, psnr_est_truth=1.0,
+                         train_sigma="0.5", train_sigma_min=0.5, train_sigma_max=0.5))
+    rows.append(dict(sigma=0.5, patch=5, psnr_net_est=99.0, train_sigma="0.5", train_sigma_min=0.5, train_sigma_max=0.5))
+    metrics = _metrics(rows).assign(train_sigma_min=[r.get("train_sigma_min") for r in rows],
+                                    train_sigma_max=[r.get("train_sigma_max") for r in rows])
+    inputs = _inputs(metrics)
+    assert set(inputs.metrics["train_sigma"]) == {"0-1"} and set(inputs.fixed_sigma["train_sigma"]) == {"0.5"}
+    sel = select("fig5_psnr_vs_sigma", inputs, Reference(patch=3, train_size=10))
+    curve = sel.frame[sel.frame.quantity == "psnr_net_est"]
+    assert curve["mean"].tolist() == [20.0, 30.0]  # the fixed network's rows stay out of the curve
+    points = sel.extra["fixed_sigma"]
+    agree = points[points.quantity == "psnr_net_est"]
+    assert agree[["sigma", "train_sigma", "mean", "count"]].values.tolist() == [[0.5, "0.5", 42.0, 2]]  # P = 5 left out
+    assert points[points.quantity == "psnr_net_truth"]["mean"].tolist() == [32.0]
+    make_figure("fig5_psnr_vs_sigma", inputs, tmp_path / "fig5.png", reference=Reference(patch=3, train_size=10))
+    assert png_size(tmp_path / "fig5.png")[0] > 0
 
 
 def test_reference_comes_from_the_config_never_from_max_n():

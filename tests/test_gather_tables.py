@@ -76,7 +76,7 @@ def test_psnr_input_est_uses_the_configured_preinverse(world):
 
 def test_study_cube_is_indexed_by_the_keys_only_and_holds_the_study_rows(world, tmp_path):
     from lemmse.gather import load_metrics, study_table, write_tables
-    from lemmse.tables import METRICS_KEYS
+    from lemmse.tables import METRICS_KEYS, METRICS_LABELS
 
     paths = write_tables(world, tmp_path)
     assert "estimator_label" in load_metrics(paths["metrics.csv"]).columns
@@ -84,7 +84,7 @@ def test_study_cube_is_indexed_by_the_keys_only_and_holds_the_study_rows(world, 
     study = next(iter(world.studies))
     frame = study_table(world, study, tmp_path / "s.parquet", cube=tmp_path / "s.zarr")
     cube = xr.open_zarr(tmp_path / "s.zarr")
-    assert set(cube.dims) == set(METRICS_KEYS) and "train_sigma" not in cube.variables
+    assert set(cube.dims) == set(METRICS_KEYS) and not set(METRICS_LABELS) & set(cube.variables)
     assert cube.attrs["study"] == study and cube.attrs["rows"] == len(frame)
     flat = cube.to_dataframe().dropna(subset=["psnr_net_est"]).reset_index()
     merged = frame.merge(flat, on=list(METRICS_KEYS), suffixes=("", "_cube"))
@@ -102,7 +102,7 @@ def test_paper_sweep_cubes_stay_dense_per_study_and_small():
     from lemmse.gather import metrics_cube, planned_metrics
     from lemmse.plan.config import load_config
     from lemmse.plan.sweep import make_plan
-    from lemmse.tables import METRICS_KEYS
+    from lemmse.tables import METRICS_KEYS, METRICS_LABELS
 
     plan = make_plan(load_config(REPO / "config" / "paper.yaml"))
     everything = planned_metrics(plan, plan.comparisons)

@@ -95,3 +95,19 @@ def test_cli_infer(tmp_path, capsys):
                  "--out", str(tmp_path / "z.zarr"), "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("lemmse: error: checkpoint") and "none" in err[0]
+
+
+def test_a_fixed_sigma_network_is_evaluated_at_its_own_sigma_only(tmp_path):
+    """``sigmas``: the store holds those σ only, each output the network at that σ; a σ off the grid is refused."""
+    model = _model(tmp_path / "model")
+    meas = _measurements(tmp_path / "y.zarr")
+    out = infer_store(model, meas, tmp_path / "xhat.zarr", batch_size=2, sigmas=[0.5])
+    ds, y = xr.open_zarr(out), xr.open_zarr(meas)["y"]
+    assert list(ds["sigma"].values) == [0.5] and ds["xhat"].shape[2] == 1
+    net, _, _ = load_trained(model)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(y.sel(split="test", sigma=0.5).values), 0.5).numpy()
+    np.testing.assert_allclose(ds["xhat"].sel(split="test", sigma=0.5).values, expected, atol=1e-6)
+    with pytest.raises(LemmseInputError, match="σ = 0.3 is not in measurement store"):
+        infer_store(model, meas, tmp_path / "other.zarr", sigmas=[0.3])
+    assert not (tmp_path / "other.zarr").exists()

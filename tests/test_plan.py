@@ -31,6 +31,10 @@ def test_study_and_rule_counts_by_hand(tiny_plan):
     studies = study_jobs(tiny_plan)
     assert studies["noise"] == {"train_network": 4, "evaluate_network": 4, "analytic stores": 2, "analytic_shard": 4}
     assert studies["ood"]["evaluate_network"] == 1 and studies["smoothing"]["analytic stores"] == 2
+    # the smoothing study's σ-conditioned ResNet and one trained at σ = 0.5, against one LE-MMSE store
+    assert studies["training_noise"] == {"train_network": 2, "evaluate_network": 2, "analytic stores": 1,
+                                         "analytic_shard": 2}
+    assert len(tiny_plan.networks) == 7  # noise 4, patch size +1, dataset size +1, the fixed-σ ResNet +1
     # memorisation: 2 problems × (mmse, emmse, lemmse) + 3 E-MMSE-only problems (Fig. 3), stores of 2 shards
     # (2 images / 2 per shard × 2 σ / 1)
     assert studies["memorisation"] == {"train_network": 0, "evaluate_network": 0, "analytic stores": 9,

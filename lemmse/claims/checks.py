@@ -526,8 +526,8 @@ def emmse_not_invertible(inp: Inputs) -> Outcome:
 
 
 # ------------------------------------------------------------------------------------- architectures
-NETPAIR_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "patch", "train_size", "arch_a", "arch_b", "sigma",
-                "split")
+NETPAIR_KEYS = ("dataset", "eval_dataset", "task", "preinverse", "patch", "train_size", "train_sigma", "arch_a",
+                "arch_b", "sigma", "split")
 
 
 @claim("architectures", "Different architectures consistently yield a similar output.",

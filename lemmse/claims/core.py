@@ -25,8 +25,8 @@ MASS = "mass99_observed_mean"
 PATCHWORK = ("source_share", "distinct_sources")
 
 #: Coordinates of one network configuration (metrics table) and of one estimator store (analytic).
-NET_CONFIG = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size", "estimator",
-              "smoothing")
+NET_CONFIG = ("dataset", "eval_dataset", "task", "preinverse", "arch", "patch", "train_size", "train_sigma",
+              "estimator", "smoothing")
 EST_CONFIG = ("dataset", "eval_dataset", "task", "preinverse", "estimator", "smoothing", "patch", "train_size")
 
 

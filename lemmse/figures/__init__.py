@@ -10,7 +10,8 @@ Importing this package does not import matplotlib (the workflow builds its DAG f
 ``FIGURES`` maps a figure name (the Snakemake target and PNG stem) to its :class:`Figure`;
 :func:`coverage` says which figures the tables cover and why the others are not (it looks at key
 columns only, so the *planned* tables of a config, values NaN, give the same answer as the gathered
-ones). Captions are also in ``workflow/report/{name}.rst``.
+ones). The workflow's report captions ``workflow/report/{name}.rst`` are written from :data:`CAPTIONS`
+(:func:`write_captions`).
 """
 from __future__ import annotations
 
@@ -23,8 +24,6 @@ import pandas as pd
 from lemmse.errors import LemmseInputError
 from lemmse.figures.inputs import DEFAULT_PREINVERSES, FigureInputs, StoreLayout
 from lemmse.figures.select import SELECTORS, Reference, Selection, select
-
-_CAPTIONS_DIR = Path(__file__).resolve().parents[2] / "workflow" / "report"
 
 CAPTIONS: dict[str, str] = {
     "fig1_overview": (
@@ -62,7 +61,9 @@ CAPTIONS: dict[str, str] = {
         "images dashed; one row of panels per data set × architecture, one panel per task and pre-inverse the sweep "
         "holds (an empty panel: not in the sweep); means over the evaluated images, bands ± one standard deviation. "
         "Patch size P and training-set size N are the configured reference (figures.reference; by default the noise "
-        "study's own), named in the title."),
+        "study's own), named in the title. The curves are the σ-conditioned networks of the paper (trained on a σ "
+        "range); where a study also trains networks at one fixed σ (train_sigmas), each is a point at its own σ "
+        "(stars: test, diamonds: train) in the colour of its quantity."),
     "fig9_other_datasets": (
         "**Other data sets, e.g. 64×64 (paper Fig. 9 and 27).** The curves of Fig. 5 — PSNR(network, LE-MMSE) green, "
         "PSNR(network, truth) orange, PSNR(LE-MMSE, truth) blue, train solid, test dashed, against σ — for every "
@@ -255,8 +256,9 @@ def write_coverage(covered, skipped: Mapping[str, str], out: str | Path) -> Path
     return out
 
 
-def write_captions(folder: str | Path = _CAPTIONS_DIR) -> list[Path]:
-    """Write ``{folder}/{name}.rst`` for every figure (the workflow's ``report:`` captions)."""
+def write_captions(folder: str | Path) -> list[Path]:
+    """Write ``{folder}/{name}.rst`` for every figure: the captions of the workflow's ``report:``
+    (``workflow/report/``; a test checks the committed files equal :data:`CAPTIONS`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -82,6 +82,8 @@ def draw_fig5(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
                     _band(ax, fix(sub, quantity=quantity, split=split), "sigma", style.QUANTITY_COLORS[quantity],
                           style.SPLIT_STYLES.get(split, ":"), f"{style.QUANTITY_LABELS[quantity]} ({split})",
                           style.SPLIT_MARKERS.get(split, "o"))
+            if "fixed_sigma" in sel.extra:
+                _fixed_sigma_points(ax, fix(sel.extra["fixed_sigma"], **v, task=task, preinverse=pre))
             style.sigma_axis(ax, sub["sigma"])
             ax.set_ylabel(style.PSNR_LABEL)
             ax.set_title(f"{ds}, {style.arch_label(arch)}{where} — {inputs.problem_label(task, pre)}", fontsize=7.5)
@@ -89,6 +91,18 @@ def draw_fig5(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
     title = (f"Fig. 5 — PSNR against σ ({fixed_text(sel.fixed)}; net = the row's architecture)" if sel.fixed else
              "Fig. 9 — PSNR against σ on the data sets outside the reference slice (net = the row's architecture)")
     style.save(fig, out_png, config_label=config_label, title=title)
+
+
+def _fixed_sigma_points(ax, points: pd.DataFrame) -> None:
+    """Networks trained at one fixed σ, each a point at its σ (stars: test, diamonds: train), in the
+    colour of its quantity: beside the σ-conditioned network's curves of the same panel."""
+    for quantity in ("psnr_net_est", "psnr_net_truth"):
+        for split, marker in (("train", "D"), ("test", "*")):
+            pts = fix(points, quantity=quantity, split=split)
+            if len(pts):
+                ax.errorbar(pts["sigma"], pts["mean"], yerr=pts["std"].fillna(0.0), fmt=marker, markersize=7,
+                            color=style.QUANTITY_COLORS[quantity], markeredgecolor="black", markeredgewidth=0.6,
+                            label=f"{style.QUANTITY_LABELS[quantity]}, net trained at that σ only ({split})")
 
 
 # ------------------------------------------------------------------------------------------- table 2

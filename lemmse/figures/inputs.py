@@ -131,9 +131,15 @@ class FigureInputs:
     preinverses: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: dict(DEFAULT_PREINVERSES))
     variance_stores: Mapping[str, Path] | None = None
     tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: Metrics rows of networks trained at one fixed σ (a study's ``train_sigmas``), split off ``metrics``
+    #: by ``__post_init__``: every figure and claim is about the σ-conditioned networks of the paper, and
+    #: Fig. 5 draws these beside them.
+    fixed_sigma: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.metrics = _check_table(self.metrics, "metrics", METRICS_KEYS, METRICS_VALUES)
+        if self.fixed_sigma is None:
+            self.metrics, self.fixed_sigma = split_fixed_sigma(self.metrics)
         self.analytic = _check_table(self.analytic, "analytic", ANALYTIC_KEYS, ANALYTIC_VALUES)
         known = dict(self.preinverses)
         for table in (self.metrics, self.analytic):  # labels the tables resolved (gather's label columns)
@@ -171,6 +177,15 @@ class FigureInputs:
 
     def problem_label(self, task: str, preinverse: str) -> str:
         return f"{task}, {self.preinverse_spec(preinverse).name}"
+
+
+def split_fixed_sigma(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(rows of σ-conditioned networks, rows of networks trained at one fixed σ)`` of a metrics table
+    (``train_sigma_min == train_sigma_max``; a table without those columns has σ-conditioned rows only)."""
+    if not {"train_sigma_min", "train_sigma_max"} <= set(metrics.columns):
+        return metrics, metrics.iloc[:0]
+    fixed = (metrics["train_sigma_min"] == metrics["train_sigma_max"]).to_numpy()
+    return metrics[~fixed], metrics[fixed]
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:

@@ -202,14 +202,25 @@ def varying(df: pd.DataFrame, facets: list[str], column: str) -> pd.DataFrame:
 # -- curves from the tables ------------------------------------------------------------------------------
 def select_fig5(inputs: FigureInputs, ref: Reference) -> Selection:
     """Fig. 5 (and the paper's 10–12): the three PSNRs against σ; one row of panels per data set ×
-    architecture, one panel per problem; train and test curves; at the reference P and N."""
+    architecture, one panel per problem; train and test curves; at the reference P and N. Networks
+    trained at one fixed σ (a study's ``train_sigmas``) of a row's data set, architecture and problem
+    are ``extra["fixed_sigma"]``: their PSNR(net, LE-MMSE) and PSNR(net, truth) at their own σ."""
     name = "fig5_psnr_vs_sigma"
     m, patch = fix_axis(lemmse_metrics(inputs, name), "patch", ref.patch, name, "figures.reference.patch")
     m, n = fix_axis(m, "train_size", ref.train_size, name, "figures.reference.train_size")
     by = ["dataset", "arch", "task", "preinverse", "split", "sigma"]
     frame = sort_frame(long_stats(m, by, FIG5_QUANTITIES), ["dataset", "arch", "task", "quantity", "split", "sigma"])
+    extra = {}
+    fixed = inputs.fixed_sigma
+    if fixed is not None and len(fixed):  # networks trained at one σ, beside the σ-conditioned one of their row
+        fixed = in_distribution(fix(fixed, estimator="lemmse", patch=patch, train_size=n))
+        keys = frame[["dataset", "arch", "task", "preinverse"]].drop_duplicates()
+        fixed = fixed.merge(keys, on=list(keys.columns))
+        if len(fixed):
+            extra["fixed_sigma"] = sort_frame(long_stats(fixed, [*by, "train_sigma"], ("psnr_net_est", "psnr_net_truth")),
+                                              ["dataset", "arch", "task", "quantity", "split", "sigma"])
     return Selection(name, frame, ("dataset", "arch", "task", "preinverse"), ("quantity", "split"),
-                     {"patch": patch, "train_size": n})
+                     {"patch": patch, "train_size": n}, extra=extra)
 
 
 def select_fig9(inputs: FigureInputs, ref: Reference) -> Selection:

@@ -107,7 +107,8 @@ class Plan:
         """The columns of ``comparison``'s rows of the ``metrics`` table but σ, split and image."""
         net = comparison.evaluation.run
         return {**self.analytic_keys(comparison.analytic), "dataset": net.dataset,
-                "eval_dataset": comparison.evaluation.eval_dataset, "arch": net.arch, "train_sigma": net.spec}
+                "eval_dataset": comparison.evaluation.eval_dataset, "arch": net.arch, "train_sigma": net.spec,
+                "train_sigma_min": net.noise.low, "train_sigma_max": net.noise.high}
 
     def wants_diagnostics(self, run: AnalyticRun) -> bool:
         """Whether ``run``'s store computes the LE-MMSE diagnostics — THE one place this is decided.

@@ -78,11 +78,13 @@ def _check_fit(ds, config: dict[str, Any], path: Path) -> None:
 
 def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
                 device: str | torch.device = "cpu", batch_size: int = 256,
-                splits: Sequence[str] | None = None, progress: bool = False) -> Path:
+                splits: Sequence[str] | None = None, sigmas: Sequence[float] | None = None,
+                progress: bool = False) -> Path:
     """Run the EMA network of ``model`` on every ``y`` of ``measurements``; write ``out``.
 
-    ``batch_size`` images per forward pass (also the chunk along ``image``); ``splits``
-    restricts the output to those splits (default: all of the store's).
+    ``batch_size`` images per forward pass (also the chunk along ``image``); ``splits`` and
+    ``sigmas`` restrict the output to those splits and noise levels of the store (default: all; a
+    network trained at one fixed σ is evaluated at that σ only).
     """
     measurements, out = Path(measurements), Path(out)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -96,7 +98,9 @@ def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
     for s in splits:
         if s not in all_splits:
             raise LemmseInputError(f"split {s!r} is not in measurement store {measurements} (it has {all_splits})")
-    sigmas = np.asarray(ds["sigma"].values, dtype=np.float64)
+    grid = np.asarray(ds["sigma"].values, dtype=np.float64)
+    sigma_index = list(range(len(grid))) if sigmas is None else [_sigma_index(grid, s, measurements) for s in sigmas]
+    sigmas = grid[sigma_index]
     lo, hi = config["sigma_min"], config["sigma_max"]
     outside = [float(s) for s in sigmas if not lo - 1e-12 <= s <= hi + 1e-12]
     if outside:
@@ -111,7 +115,7 @@ def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
              "preinverse": config["preinverse"], "lam": config.get("lam"), "hole": config.get("hole"),
              "blur_std": config.get("blur_std"), "sigma_min": lo, "sigma_max": hi,
              "train_size": config["train_size"], "data_sha256": config["data_sha256"]}
-    coords = {"split": np.asarray(splits), "image": ds["image"].values, "sigma": ds["sigma"].values}
+    coords = {"split": np.asarray(splits), "image": ds["image"].values, "sigma": ds["sigma"].values[sigma_index]}
     blocks = [(i, k, sl) for i in range(len(splits)) for k in range(len(sigmas))
               for sl in store.chunk_slices(n_images, chunk)]
     with store.atomic_store(out) as tmp:
@@ -119,7 +123,7 @@ def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
                               variables={"xhat": store.VariableSpec(Y_DIMS, (1, chunk, 1, c, h, w))})
         y_var = ds["y"]
         for i, k, sl in progress_bar(blocks, enabled=progress, desc="infer", unit="block"):
-            y = y_var.isel(split=all_splits.index(splits[i]), sigma=k, image=sl).values
+            y = y_var.isel(split=all_splits.index(splits[i]), sigma=sigma_index[k], image=sl).values
             v = preinverse(torch.as_tensor(np.asarray(y, dtype=np.float32), device=device))
             with torch.no_grad():
                 xhat = net(v, float(sigmas[k])).cpu().numpy()
@@ -128,3 +132,12 @@ def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
         store.mark_complete(tmp)
     log.info("wrote %s: %d splits × %d images × %d σ", out, len(splits), n_images, len(sigmas))
     return out
+
+
+def _sigma_index(grid: np.ndarray, sigma: float, path: Path) -> int:
+    """The index of ``sigma`` in the store's σ grid (to 1e-9 relative), refused, naming both, if absent."""
+    hits = np.flatnonzero(np.isclose(grid, float(sigma), rtol=1e-9, atol=0.0))
+    if len(hits) != 1:
+        raise LemmseInputError(f"σ = {sigma:g} is not in measurement store {path} "
+                               f"(it has {', '.join(f'{s:g}' for s in grid)})")
+    return int(hits[0])

@@ -8,6 +8,8 @@ rule analytic_template:
         measurements=eval_measurements,
     output:
         L.pattern("analytic_template"),
+    params:
+        job=job(jobs.analytic_template),
     log:
         L.log("analytic_template", paths.ANALYTIC),
     group:
@@ -25,6 +27,8 @@ rule analytic_shard:
         measurements=eval_measurements,
     output:
         L.pattern("analytic_shard"),
+    params:
+        job=job(jobs.analytic_shard),
     log:
         L.log("analytic_shard", paths.SHARD),
     benchmark:
@@ -46,6 +50,8 @@ rule analytic_finalize:
         shard_markers,
     output:
         L.pattern("analytic_complete"),
+    params:
+        job=job(jobs.analytic_finalize),
     log:
         L.log("analytic_finalize", paths.ANALYTIC),
     group:

@@ -5,6 +5,7 @@
 import os
 
 from lemmse.errors import LemmseInputError
+from lemmse.plan import jobs
 from lemmse.plan import layout as paths
 from lemmse.plan.config import load_config
 from lemmse.plan.sweep import make_plan
@@ -19,6 +20,19 @@ PLAN = make_plan(config)
 L = PLAN.layout
 #: The software environment of every job (conda users: --use-conda); the same as pip's.
 ENV = "../../environment.yml"
+
+
+def job(make):
+    """``params: job=job(jobs.<rule>)``: the job's record from the plan built here (lemmse.plan.jobs);
+    scripts read it as ``snakemake.params.job`` and never rebuild the plan."""
+
+    def params(wildcards):
+        try:
+            return make(PLAN, wildcards)
+        except LemmseInputError as err:
+            raise WorkflowError(str(err)) from None
+
+    return params
 
 
 def on_slurm():

@@ -6,6 +6,8 @@
 rule prepare_dataset:
     output:
         directory(L.pattern("data")),
+    params:
+        job=job(jobs.prepare_dataset),
     log:
         L.log("prepare_dataset", paths.DATASET),
     benchmark:

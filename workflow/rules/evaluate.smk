@@ -7,6 +7,8 @@ rule evaluate_network:
         measurements=eval_measurements,
     output:
         directory(L.pattern("evaluation")),
+    params:
+        job=job(jobs.evaluate_network),
     log:
         L.log("evaluate_network", paths.EVALUATION),
     benchmark:

@@ -7,6 +7,8 @@ rule variance:
         data=data_store,
     output:
         directory(L.pattern("variance")),
+    params:
+        job=job(jobs.variance),
     log:
         L.log("variance", paths.VARIANCE),
     benchmark:
@@ -34,6 +36,7 @@ for _figure in FIGURES:
         params:
             figure=_figure,
             variance=variance_stores(),
+            plan=PLAN,
         log:
             L.log("figures", _figure),
         conda:
@@ -78,6 +81,7 @@ rule claims:
     params:
         variance=variance_stores(),
         benchmarks=L.pattern("benchmarks"),
+        plan=PLAN,
     log:
         L.log("claims"),
     conda:

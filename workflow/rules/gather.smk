@@ -11,6 +11,8 @@ rule gather:
         metrics_csv=str(L.table("metrics.csv")),
         analytic=str(L.table("analytic.parquet")),
         analytic_csv=str(L.table("analytic.csv")),
+    params:
+        plan=PLAN,
     log:
         L.log("gather"),
     conda:
@@ -25,6 +27,8 @@ rule study_table:
     output:
         table=L.pattern("study_table"),
         cube=directory(L.pattern("study_cube")),
+    params:
+        plan=PLAN,
     log:
         L.log("study_table", paths.STUDY),
     conda:
@@ -49,6 +53,8 @@ rule pair_tables:
     output:
         netpairs=str(L.table("netpairs.parquet")),
         estimator_pairs=str(L.table("estimator_pairs.parquet")),
+    params:
+        plan=PLAN,
     log:
         L.log("pair_tables"),
     conda:
@@ -62,6 +68,8 @@ rule memorisation_table:
         [str(L.path("analytic_complete", a)) for a in PLAN.memorisation],
     output:
         str(L.table("memorisation.parquet")),
+    params:
+        plan=PLAN,
     log:
         L.log("memorisation_table"),
     benchmark:

@@ -7,6 +7,8 @@ rule measure:
         data=data_store,
     output:
         directory(L.pattern("measurements")),
+    params:
+        job=job(jobs.measure),
     log:
         L.log("measure", paths.MEASUREMENT),
     conda:

@@ -8,6 +8,8 @@ rule train_network:
         data=data_store,
     output:
         L.pattern("trained"),
+    params:
+        job=job(jobs.train_network),
     log:
         L.log("train_network", paths.NETWORK),
     benchmark:
