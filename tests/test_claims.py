@@ -464,3 +464,14 @@ def test_bootstrap_is_seeded():
     assert (a["ci_low"], a["ci_high"]) == (b["ci_low"], b["ci_high"])
     c = run("agreement", **kwargs, settings=Settings(reps=20, seed=4))
     assert c["value"] == a["value"]
+
+
+def test_preinverse_kinds_come_from_the_config_and_the_tables_never_from_a_label_name():
+    from lemmse.claims.core import Inputs, preinverse_kinds
+
+    table = pd.DataFrame({"preinverse": ["phys", "plain"], "preinverse_kind": ["pinv", "identity"]})
+    kinds = preinverse_kinds({"tik1e-2": {"kind": "tikhonov", "lam": 0.01}, "adj": "adjoint"}, table, None)
+    assert kinds == {"identity": "identity", "pinv": "pinv", "phys": "pinv", "plain": "identity",
+                     "tik1e-2": "tikhonov", "adj": "adjoint"}
+    inputs = Inputs(metrics=table, analytic=table, preinverses=kinds)
+    assert inputs.kind("phys") == "pinv" and inputs.kind("pinv_like") is None  # unresolved: no kind guessed

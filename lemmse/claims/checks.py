@@ -335,7 +335,7 @@ def critical_sigma(inp: Inputs) -> Outcome:
 def deconvolution_pinv_mass(inp: Inputs) -> Outcome:
     thr = inp.settings.pinv_mass_ratio
     a = _mass(inp)
-    kinds = a["preinverse"].map(lambda p: inp.preinverses.get(p, p))
+    kinds = a["preinverse"].map(inp.kind)
     a = a[(a["task"] == "deconvolution") & kinds.isin(["identity", "pinv"])].assign(kind=kinds)
     if set(a["kind"]) != {"identity", "pinv"}:
         raise NotCovered("needs LE-MMSE mass on deconvolution with both B = I and B = A⁺")
@@ -474,8 +474,7 @@ def _emmse_pairs(inp: Inputs, tasks: Sequence[str]) -> pd.DataFrame:
     t = _columns(inp.estimator_pairs, ["dataset", "eval_dataset", "task", "estimator", "patch", "train_size",
                                        "preinverse_a", "preinverse_b", "sigma", "split", "image", "psnr"],
                  "estimator-pair rows")
-    t = t.assign(kind_a=t["preinverse_a"].map(lambda p: inp.preinverses.get(p, p)),
-                 kind_b=t["preinverse_b"].map(lambda p: inp.preinverses.get(p, p)))
+    t = t.assign(kind_a=t["preinverse_a"].map(inp.kind), kind_b=t["preinverse_b"].map(inp.kind))
     pair = {frozenset(k) for k in zip(t["kind_a"], t["kind_b"])}
     keep = [frozenset(("identity", "pinv")) == frozenset(k) for k in zip(t["kind_a"], t["kind_b"])]
     t = t[np.asarray(keep, dtype=bool) & (t["estimator"] == "emmse") & t["task"].isin(tasks)]
@@ -653,7 +652,7 @@ def preinverse_variance(inp: Inputs) -> Outcome:
             continue
         ds = open_dataset(path)
         labels = [str(p) for p in ds["preinverse"].values]
-        kinds = {inp.preinverses.get(p, p): p for p in labels}
+        kinds = {inp.kind(p): p for p in labels if inp.kind(p) is not None}
         if {"identity", "pinv"} <= set(kinds):
             v = ds["variance"]
             axes = [d for d in v.dims if d not in ("preinverse", "image")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
@@ -75,9 +75,31 @@ class Inputs:
     timings: pd.DataFrame | None = None           # lemmse.claims.timing.read_timings
     variance: Mapping[str, Path] = field(default_factory=dict)  # task -> fig4 variance store
     resolutions: Mapping[str, int] = field(default_factory=dict)  # dataset -> image side (pixels)
-    #: pre-inverse label -> kind (identity, pinv, adjoint, tikhonov)
+    #: pre-inverse label -> kind (identity, pinv, adjoint, tikhonov), resolved by :func:`preinverse_kinds`
     preinverses: Mapping[str, str] = field(default_factory=lambda: {"identity": "identity", "pinv": "pinv"})
     settings: Settings = field(default_factory=Settings)
+
+    def kind(self, label: str) -> str | None:
+        """The kind of pre-inverse ``label``, ``None`` for a label neither the config nor the tables resolve
+        (never guessed from its name: such rows match no kind, so no claim reads them as B = I or A⁺)."""
+        return self.preinverses.get(label)
+
+
+def preinverse_kinds(preinverses: Mapping[str, Any] | None, *tables: pd.DataFrame | None) -> dict[str, str]:
+    """Label -> kind: the config's ``preinverses`` section resolved by :mod:`lemmse.plan.specs` (a bare
+    kind string is accepted for a label), completed by the tables' ``preinverse``/``preinverse_kind``
+    columns (gather resolved them from the same config); ``identity`` and ``pinv`` name themselves."""
+    from lemmse.plan.specs import preinverse_specs
+
+    kinds = {"identity": "identity", "pinv": "pinv"}
+    for table in tables:
+        if table is not None and {"preinverse", "preinverse_kind"} <= set(table.columns) and len(table):
+            pairs = table[["preinverse", "preinverse_kind"]].drop_duplicates()
+            kinds.update({str(label): str(kind) for label, kind in pairs.itertuples(index=False, name=None)})
+    if preinverses:
+        section = {label: spec if isinstance(spec, Mapping) else {"kind": str(spec)} for label, spec in preinverses.items()}
+        kinds.update({label: spec.kind for label, spec in preinverse_specs({"preinverses": section}).items()})
+    return kinds
 
 
 @dataclass(frozen=True)

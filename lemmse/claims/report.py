@@ -18,7 +18,7 @@ import pandas as pd
 from lemmse.claims import checks  # noqa: F401 - registers the claims
 from lemmse.claims.breakdown import agreement_breakdown, breakdown_markdown
 from lemmse.claims.core import (DENSITY_IMAGE, DENSITY_PATCH, MASS, NOT_COVERED, REGISTRY, VERDICTS, Inputs,
-                                Settings)
+                                Settings, preinverse_kinds)
 from lemmse.claims.stats import NotCovered
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,7 @@ def compute_claims(metrics: pd.DataFrame, analytic: pd.DataFrame, *,
     unknown = sorted(set(only or ()) - set(known))
     if unknown:
         raise ValueError(f"unknown claim id(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    kinds = {label: (spec["kind"] if isinstance(spec, Mapping) else str(spec))
-             for label, spec in (preinverses or {"identity": "identity", "pinv": "pinv"}).items()}
+    kinds = preinverse_kinds(preinverses, metrics, analytic)
     inp = Inputs(metrics=metrics, analytic=analytic, netpairs=netpairs, estimator_pairs=estimator_pairs,
                  memorisation=memorisation, timings=timings,
                  variance={t: Path(p) for t, p in (variance or {}).items()},
