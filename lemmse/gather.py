@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lemmse import store as zstore
+from lemmse.metrics import psnr
 from lemmse.sweep import AnalyticRun, Comparison, Plan, task_options
 from lemmse.tables import (ANALYTIC_KEYS, ANALYTIC_LABELS, ANALYTIC_VALUES, DIAGNOSTIC_VALUES, METRICS_KEYS,
                            METRICS_LABELS, METRICS_VALUES)
@@ -26,13 +27,6 @@ METRICS_COLUMNS = (*METRICS_KEYS, *METRICS_LABELS, *METRICS_VALUES)
 ANALYTIC_COLUMNS = (*ANALYTIC_KEYS, *ANALYTIC_LABELS, *ANALYTIC_VALUES)
 
 log = logging.getLogger(__name__)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``10 log10(1 / mean((a - b)²))`` over the last three axes (peak 1: images in [0, 1])."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(-3, -2, -1))
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(1.0 / mse)
 
 
 def _grid(store) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -227,7 +227,7 @@ def draw_fig3(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
     the training set), |difference| (title: PSNR between them), the shifted training image nearest to the
     B = I output, and the truth."""
     from lemmse.data import load_split
-    from lemmse.gather import psnr
+    from lemmse.metrics import psnr
     from lemmse.memorisation import nearest_shifted
 
     rows = sel.facet_values()
