@@ -121,6 +121,8 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
                     src = rng.integers(0, 10, size=shape).astype(np.float32)
                     src[rng.random(shape) < grow * 1.5] = -1
                     ds["source"] = (dims[:3] + ("h", "w"), src)
+                    distinct = [len(np.unique(m[m >= 0])) for m in src.reshape(-1, 8, 8)]
+                    ds["distinct_sources"] = (dims[:3], np.reshape(distinct, shape[:3]).astype(np.float64))
                     ds["source_image"] = (dims[:3] + ("h", "w"), src)
                     for name in ("patch_log_density", "patch_log_density_paper"):
                         ds[name] = (dims[:3] + ("h", "w"), rng.normal(size=shape))

@@ -276,6 +276,7 @@ def _tiny_stores(root: Path, keys: set[tuple], sigmas: list[float]) -> None:
             maps = dims[:3] + ("h", "w")
             ds_["mass99"] = (maps, rng.integers(1, 50, cube.shape[:3] + (8, 8)).astype(np.float32))
             ds_["source"] = (maps, rng.integers(-1, 20, cube.shape[:3] + (8, 8)).astype(np.float32))
+            ds_["distinct_sources"] = (dims[:3], rng.integers(0, 20, cube.shape[:3]).astype(np.float64))
             path = layout.analytic(d, task, pre, est, p, n, ev)
         else:
             _, d, ev, task, pre, arch, p, n = k

@@ -371,7 +371,7 @@ def draw_fig23(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_la
             style.image_panel(axes[2 * k, c], pick(store, "xhat", split=split, image=image, sigma=s), f"LE-MMSE, σ = {s:g}")
             src = pick(store, "source", split=split, image=image, sigma=s)
             owned = float(np.mean(src >= 0)) * 100
-            distinct = len(np.unique(src[src >= 0]))
+            distinct = int(pick(store, "distinct_sources", split=split, image=image, sigma=s))  # the shard's count
             axes[2 * k + 1, c].imshow(np.where(src >= 0, src, -1), cmap=colours, vmin=0, vmax=max(n - 1, 1),
                                       interpolation="nearest")
             axes[2 * k + 1, c].set_xticks([])
