@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -54,6 +54,9 @@ from lemmse import store as zstore
 from lemmse.errors import LemmseInputError
 from lemmse.estimators.names import DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES, MASS_DIAGNOSTICS
 from lemmse.metrics import psnr
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that readers of the stores need not load it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -250,7 +253,7 @@ def finalize_store(path: str | os.PathLike) -> None:
     zstore.mark_complete(path)
 
 
-def nearest_train(images: np.ndarray, train: np.ndarray, *, device: str = "cpu",
+def nearest_train(images: np.ndarray, train: np.ndarray, *, device: str | torch.device = "cpu",
                   max_memory: int = 2**31) -> tuple[np.ndarray, np.ndarray]:
     r"""For each image ``a`` of ``images (n, c, h, w)`` its RMS distance to the nearest training image and
     that image's index, ``(n,)`` float64 and ``(n,)`` int64::

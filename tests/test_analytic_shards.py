@@ -143,12 +143,13 @@ def test_estimates_equal_the_estimator_called_directly(case):
             np.testing.assert_array_equal(ds["source"].sel(split=split).values, direct["source"])
 
 
-def test_nearest_train_finds_exact_copies_across_blocks():
-    """Blocks of the training set (a tiny memory budget) give the brute-force minimum and the first index."""
+def test_nearest_train_finds_exact_copies_across_blocks(device):
+    """Blocks of the training set (a tiny memory budget) give the brute-force minimum and the first index,
+    on every device (the shards run it on theirs)."""
     rng = np.random.default_rng(0)
     train = rng.random((7, 1, 4, 4))
     images = np.stack([train[5], train[2] + 1e-9, rng.random((1, 4, 4))])
-    distance, index = nearest_train(images, train, max_memory=8 * 20)  # 1 training image per block
+    distance, index = nearest_train(images, train, device=device, max_memory=8 * 20)  # 1 training image per block
     brute = np.sqrt(((images[:, None] - train[None]) ** 2).mean(axis=(2, 3, 4)))
     np.testing.assert_allclose(distance, brute.min(axis=1), rtol=1e-12, atol=1e-15)
     assert distance[0] == 0 and index.tolist() == np.argmin(brute, axis=1).tolist()

@@ -94,7 +94,8 @@ def draw_fig2(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
                                    "is the one shown)")
         style.image_panel(axes[r, len(estimators) + 1], _training_image(inputs, ds, nearest),
                           f"nearest training\nimage (#{nearest})")
-        style.image_panel(axes[r, len(estimators) + 2], _truth(inputs, ds, task, split, image), f"truth ({split} #{image})")
+        style.image_panel(axes[r, len(estimators) + 2], _truth(inputs, ds, task, split, image),
+                          f"truth ({split} #{image})")
         ax = axes[r, -1]
         curves = fix(sel.frame, dataset=ds, task=task, preinverse=pre, split=split)
         for est in estimators:
