@@ -1,6 +1,23 @@
 r"""The analytic stage: estimator stores filled shard by shard.
 
-Layout of ``results/analytic/{dataset}/{task}/{preinverse}/{estimator}/P{patch}/N{train_size}/{eval}.zarr``:
+Layout of ``results/analytic/{dataset}/{task}/{preinverse}/{estimator}/P{patch}/N{train_size}/{eval}.zarr``,
+on the grid of the measurement store ``results/measurements/{eval}/{task}.zarr`` (same coordinates).
+Every value is written by the shard that owns its chunk (:func:`compute_shard`); the gather stage
+(:mod:`lemmse.gather`) and the figures only read them.
+
+* ``xhat (split, image, sigma, c, h, w)`` float32 — the estimate x̂(y) of every measurement ``y``;
+* ``by (split, image, sigma, c, h, w)`` float32 — ``B y``, the pre-inverse the estimator used
+  (its kind, λ, hole, blur) applied to ``y`` once (:func:`lemmse.operators.preinvert`, float64
+  rounded to float32 for storage): what the figures show as "B y";
+* :data:`SUMMARIES`, ``(split, image, sigma)`` float64, with x the clean image behind ``y``
+  (:func:`lemmse.data.load_clean`) and ``T = {t_1 … t_N}`` the training images::
+
+      psnr_truth                    PSNR(x̂, x)                        (lemmse.metrics.psnr, peak 1)
+      psnr_input                    PSNR(B y, x̂)                      (B y in float64)
+      nearest_train_distance        min_k  sqrt(mean_p (x̂_p − t_{k,p})²)   (RMS, exact differences)
+      nearest_train_index           the k of that minimum (the first one on ties)
+      truth_nearest_train_distance  min_k  sqrt(mean_p (x_p − t_{k,p})²)  (the same for x; constant along σ,
+                                    written along σ so that each shard writes only its own chunks)
 
 * ``xhat (split, image, sigma, c, h, w)`` float32 — the estimate of every measurement ``y`` of
   the measurement store ``results/measurements/{eval}/{task}.zarr`` (same coordinates);
@@ -10,9 +27,14 @@ Layout of ``results/analytic/{dataset}/{task}/{preinverse}/{estimator}/P{patch}/
   the logits, no constants) and ``patch_log_density`` (normalised, Gaussian constants included)
   float64, ``mass99`` (99 %-mass count), ``source`` (training image owning a single patch with
   ≥ 50 % of the weight) and ``source_image`` (image whose patches together hold ≥ 50 %) float32,
-  −1 where no image does; and ``(split, image, sigma)`` float64 summaries
+  −1 where no image does; ``(split, image, sigma)`` float64 summaries
   ``image_log_density_paper``, ``image_log_density``, ``mass99_observed_mean`` and
-  ``mass99_observed_median`` (over pixels whose stratum has rank > 0).
+  ``mass99_observed_median`` (over pixels whose stratum has rank > 0); and the
+  :data:`DIAGNOSTIC_REDUCTIONS` of those maps, ``(split, image, sigma)`` float64::
+
+      neg_log_density_patch_paper       −(1/HW) Σ_{pixels} patch_log_density_paper
+      neg_log_density_patch_normalised  −(1/HW) Σ_{pixels} patch_log_density
+      distinct_sources                  #{ source[pixel] : source[pixel] ≥ 0 }  (distinct training images)
 
 :func:`create_store` writes the empty template (NaN = not computed) with chunks of
 ``images_per_shard`` images × ``sigmas_per_shard`` noise levels × one split, so that each shard
@@ -26,13 +48,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from lemmse import store as zstore
 from lemmse.errors import LemmseInputError
 from lemmse.estimators.names import DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES, MASS_DIAGNOSTICS
+from lemmse.metrics import psnr
+
+if TYPE_CHECKING:  # torch is imported where it is used, so that readers of the stores need not load it
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +67,27 @@ DIAGNOSTIC_DTYPES = {"patch_log_density_paper": "float64", "patch_log_density": 
                      "source": "float32", "source_image": "float32", "image_log_density_paper": "float64",
                      "image_log_density": "float64", "mass99_observed_mean": "float64",
                      "mass99_observed_median": "float64"}
+#: The ``(split, image, sigma)`` float64 summaries every shard writes (module docstring).
+SUMMARIES = ("psnr_truth", "psnr_input", "nearest_train_distance", "nearest_train_index",
+             "truth_nearest_train_distance")
+#: The ``(split, image, sigma)`` float64 reductions of the diagnostic maps, on stores with diagnostics.
+DIAGNOSTIC_REDUCTIONS = ("neg_log_density_patch_paper", "neg_log_density_patch_normalised", "distinct_sources")
+#: Dims of the estimate and of ``B y``.
+IMAGE_DIMS = ("split", "image", "sigma", "c", "h", "w")
 
 
 def create_store(path: str | os.PathLike, measurements: str | os.PathLike, *, images_per_shard: int,
                  sigmas_per_shard: int, diagnostics: bool, attrs: Mapping[str, Any], mass: bool = True) -> None:
-    """The empty estimator store at ``path`` on the grid of the ``measurements`` store, with a variable
-    for every diagnostic when ``diagnostics`` (but the 99 %-mass ones when not ``mass``)."""
+    """The empty estimator store at ``path`` on the grid of the ``measurements`` store: ``xhat``, ``by`` and
+    the :data:`SUMMARIES`, and when ``diagnostics`` a variable for every diagnostic (but the 99 %-mass ones
+    when not ``mass``) and the :data:`DIAGNOSTIC_REDUCTIONS`."""
     meas = zstore.open_dataset(measurements)
     split, image, sigma = (meas[d].values for d in ("split", "image", "sigma"))
     c, h, w = (meas.sizes[d] for d in ("c", "h", "w"))
     ci, cs = min(images_per_shard, len(image)), min(sigmas_per_shard, len(sigma))
-    variables = {"xhat": zstore.VariableSpec(("split", "image", "sigma", "c", "h", "w"), (1, ci, cs, c, h, w))}
+    summary = zstore.VariableSpec(("split", "image", "sigma"), (1, ci, cs), "float64")
+    variables = {name: zstore.VariableSpec(IMAGE_DIMS, (1, ci, cs, c, h, w)) for name in ("xhat", "by")}
+    variables.update(dict.fromkeys(SUMMARIES, summary))
     if diagnostics:
         skip = () if mass else MASS_DIAGNOSTICS
         for name in DIAGNOSTIC_MAPS:
@@ -62,6 +98,7 @@ def create_store(path: str | os.PathLike, measurements: str | os.PathLike, *, im
             if name not in skip:
                 variables[name] = zstore.VariableSpec(("split", "image", "sigma"), (1, ci, cs),
                                                       DIAGNOSTIC_DTYPES[name])
+        variables.update(dict.fromkeys(DIAGNOSTIC_REDUCTIONS, summary))
     zstore.create_template(path, variables=variables,
                            coords={"split": split, "image": image, "sigma": sigma},
                            sizes={"c": c, "h": h, "w": w},
@@ -106,20 +143,77 @@ def shard_estimates(path: str | os.PathLike, *, measurements: str | os.PathLike,
 def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, train: np.ndarray,
                   first_image: int, first_sigma: int, estimate_options: Mapping[str, Any],
                   device: str = "cpu", max_memory: int = 2**31, progress: bool = False) -> None:
-    """Estimate one image block × σ block (every split) and write it into ``path``."""
+    """Estimate one image block × σ block (every split) and write it into ``path``: the estimates, ``B y``,
+    the :data:`SUMMARIES` and, where the store has them, the diagnostics and their reductions."""
+    from lemmse.data import load_clean
+
     store = zstore.open_dataset(path, complete=False)
-    sigma_values = zstore.open_dataset(measurements)["sigma"].values
+    meas = zstore.open_dataset(measurements)
+    sigma_values = meas["sigma"].values
     for s, images, sigmas, shape, result in shard_estimates(
             path, measurements=measurements, train=train, first_image=first_image, first_sigma=first_sigma,
             estimate_options=estimate_options, device=device, max_memory=max_memory, progress=progress):
+        split = str(store["split"].values[s])
         n_i, n_s = shape[:2]
-        block = {"xhat": result.xhat.cpu().numpy().reshape(shape)[None]}
+        y = meas["y"].sel(split=split).isel(image=images, sigma=sigmas).values  # (i, s, c, h, w)
+        truth = load_clean(measurements, split)[images]  # (i, c, h, w)
+        block = {"xhat": result.xhat.cpu().numpy().reshape(shape).astype(np.float32)}
         for key in result.diagnostics:
             value = result.diagnostics[key].cpu().numpy()
-            block[key] = value.reshape(n_i, n_s, *value.shape[1:])[None].astype(store[key].dtype)
-        zstore.write_region(path, block, {"split": slice(s, s + 1), "image": images, "sigma": sigmas})
-        log.info("%s: split %s, images %d-%d, σ %s written", path, store["split"].values[s], images.start,
+            block[key] = value.reshape(n_i, n_s, *value.shape[1:]).astype(store[key].dtype)
+        block.update(shard_summaries(block["xhat"], y, truth, train, estimate_options, device=device,
+                                     max_memory=max_memory))
+        if has_diagnostics(store):
+            block.update(diagnostic_reductions(block))
+        zstore.write_region(path, {name: value[None] for name, value in block.items()},
+                            {"split": slice(s, s + 1), "image": images, "sigma": sigmas})
+        log.info("%s: split %s, images %d-%d, σ %s written", path, split, images.start,
                  images.stop - 1, ", ".join(f"{v:g}" for v in sigma_values[sigmas]))
+
+
+def shard_summaries(xhat: np.ndarray, y: np.ndarray, truth: np.ndarray, train: np.ndarray,
+                    estimate_options: Mapping[str, Any], *, device: str = "cpu",
+                    max_memory: int = 2**31) -> dict[str, np.ndarray]:
+    """``by`` and the :data:`SUMMARIES` of one block (module docstring for the formulas).
+
+    ``xhat``, ``y`` ``(i, s, c, h, w)``: the estimates as stored (float32) and their measurements;
+    ``truth`` ``(i, c, h, w)``: the clean images; ``train`` ``(N, c, h, w)``: the estimator's training
+    images; ``estimate_options``: the keywords the estimates were computed with (``task``, ``preinverse``,
+    ``lam``, ``hole``, ``blur_std``), so that ``B`` is the estimator's ``B``. Returns ``by`` float32
+    ``(i, s, c, h, w)`` and each summary float64 ``(i, s)``.
+    """
+    n_i, n_s = xhat.shape[:2]
+    by = preinverted(y, estimate_options)  # float64
+    distance, index = nearest_train(xhat.reshape(n_i * n_s, *xhat.shape[2:]), train, device=device,
+                                    max_memory=max_memory)
+    truth_distance, _ = nearest_train(truth, train, device=device, max_memory=max_memory)
+    return {"by": by.astype(np.float32),
+            "psnr_truth": psnr(xhat, truth[:, None]),
+            "psnr_input": psnr(by, xhat),
+            "nearest_train_distance": distance.reshape(n_i, n_s),
+            "nearest_train_index": index.reshape(n_i, n_s).astype(np.float64),
+            "truth_nearest_train_distance": np.repeat(truth_distance[:, None], n_s, axis=1)}
+
+
+def diagnostic_reductions(maps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The :data:`DIAGNOSTIC_REDUCTIONS` of per-pixel diagnostic maps ``(..., h, w)`` (as stored), float64 ``(...)``:
+    minus the pixel means of both patch log-densities, and the number of distinct training images
+    (``≥ 0``) in the ``source`` map."""
+    source = np.asarray(maps["source"])
+    distinct = np.array([len(np.unique(m[m >= 0])) for m in source.reshape(-1, *source.shape[-2:])], dtype=np.float64)
+    return {"neg_log_density_patch_paper": -np.asarray(maps["patch_log_density_paper"], np.float64).mean(axis=(-2, -1)),
+            "neg_log_density_patch_normalised": -np.asarray(maps["patch_log_density"], np.float64).mean(axis=(-2, -1)),
+            "distinct_sources": distinct.reshape(source.shape[:-2])}
+
+
+def preinverted(y: np.ndarray, estimate_options: Mapping[str, Any]) -> np.ndarray:
+    """``B y`` in float64 for ``y (..., c, h, w)``, with the ``B`` of the estimator keywords ``estimate_options``
+    (:func:`lemmse.estimators.estimate`'s ``task``, ``preinverse``, ``lam``, ``hole``, ``blur_std``)."""
+    from lemmse.operators import preinvert
+
+    return preinvert(y, estimate_options["task"], estimate_options.get("preinverse", "identity"),
+                     estimate_options.get("lam"), hole=estimate_options.get("hole"),
+                     blur_std=estimate_options.get("blur_std"))
 
 
 def has_diagnostics(store) -> bool:
@@ -133,24 +227,58 @@ def has_mass(store) -> bool:
     return has_diagnostics(store) and all(name in store.data_vars for name in MASS_DIAGNOSTICS)
 
 
+def required_values(store) -> tuple[str, ...]:
+    """The variables every shard of an estimator store (an open dataset) writes and finalize checks:
+    ``xhat``, ``by``, the :data:`SUMMARIES` and, on a store with diagnostics, the
+    :data:`DIAGNOSTIC_REDUCTIONS`."""
+    return ("xhat", "by", *SUMMARIES, *(DIAGNOSTIC_REDUCTIONS if has_diagnostics(store) else ()))
+
+
 def finalize_store(path: str | os.PathLike) -> None:
-    """Mark ``path`` complete after checking every estimate was written (no NaN left)."""
+    """Mark ``path`` complete after checking every shard's values were written (no NaN left in
+    :func:`required_values`)."""
     ds = zstore.open_dataset(path, complete=False)
-    missing = int(np.isnan(ds["xhat"].values).any(axis=(3, 4, 5)).sum())
+    absent = [name for name in required_values(ds) if name not in ds.data_vars]
+    if absent:
+        raise LemmseInputError(f"{path}: no variable {', '.join(absent)}: the store was created by an older "
+                               "lemmse; delete it and rerun its template and shards")
+    missing = {}
+    for name in required_values(ds):
+        values = ds[name].transpose("split", "image", "sigma", ...).values
+        count = int(np.isnan(values).reshape(*values.shape[:3], -1).any(axis=-1).sum())
+        if count:
+            missing[name] = count
     if missing:
-        raise LemmseInputError(f"{path}: {missing} (split, image, σ) estimates are still missing; "
-                               "run every shard before finalizing")
+        raise LemmseInputError(f"{path}: (split, image, σ) values still missing: "
+                               + ", ".join(f"{name} {count}" for name, count in missing.items())
+                               + "; run every shard before finalizing")
     zstore.mark_complete(path)
 
 
-def nearest_train_distance(images: np.ndarray, train: np.ndarray, block: int = 4096) -> np.ndarray:
-    """RMS distance of each image to its nearest training image, ``(n,)`` float64 (exact differences)."""
-    a = images.reshape(images.shape[0], -1).astype(np.float64)
-    best = np.full(a.shape[0], np.inf)
-    for start in range(0, train.shape[0], block):
-        t = train[start : start + block].reshape(-1, a.shape[1]).astype(np.float64)
-        for i in range(a.shape[0]):
-            d = ((t - a[i]) ** 2).mean(axis=1).min()
-            best[i] = min(best[i], d)
-    return np.sqrt(best)
+def nearest_train(images: np.ndarray, train: np.ndarray, *, device: str | torch.device = "cpu",
+                  max_memory: int = 2**31) -> tuple[np.ndarray, np.ndarray]:
+    r"""For each image ``a`` of ``images (n, c, h, w)`` its RMS distance to the nearest training image and
+    that image's index, ``(n,)`` float64 and ``(n,)`` int64::
 
+        d(a) = min_k sqrt((1/P) Σ_p (a_p − t_{k,p})²),   k(a) = the first k attaining it
+
+    in float64 from exact differences (``torch.cdist`` without the ``‖a‖² + ‖t‖² − 2⟨a, t⟩`` expansion,
+    which loses the small distances of memorised estimates to cancellation), on ``device``, the
+    training set in blocks that keep the working set under ``max_memory`` bytes (at most 256 MiB).
+    """
+    import torch
+
+    n, pixels = images.shape[0], int(np.prod(images.shape[1:]))
+    a = torch.as_tensor(np.asarray(images, dtype=np.float64).reshape(n, pixels), device=device)
+    budget = min(max_memory, 2**28)
+    rows = max(1, budget // (8 * (pixels + n)))
+    best = torch.full((n,), float("inf"), dtype=torch.float64, device=device)
+    index = torch.full((n,), -1, dtype=torch.long, device=device)
+    for start in range(0, train.shape[0], rows):
+        block = np.asarray(train[start : start + rows], dtype=np.float64).reshape(-1, pixels)
+        d, k = torch.cdist(a, torch.as_tensor(block, device=device),
+                           compute_mode="donot_use_mm_for_euclid_dist").min(dim=1)
+        better = d < best
+        best = torch.where(better, d, best)
+        index = torch.where(better, k + start, index)
+    return (best / np.sqrt(pixels)).cpu().numpy(), index.cpu().numpy()

@@ -1,12 +1,24 @@
-r"""The gather stage: every store of a plan reduced to the tidy tables of :mod:`lemmse.tables`.
+r"""The gather stage: every store of a plan joined into the tidy tables of :mod:`lemmse.tables`.
+
+Gather only reads and joins: each value column is written by the producer that has what it needs
+(:mod:`lemmse.tables` says which), and read here as stored —
+
+* the estimator stores (:mod:`lemmse.analytic`, written by each shard): PSNR(estimate, x)
+  ``psnr_truth``, PSNR(B y, estimate) ``psnr_input``, the distances to the training set, the
+  diagnostics and their reductions (patch densities averaged over pixels, distinct sources);
+* the network evaluation stores (:func:`lemmse.training.infer.infer_store`): PSNR(net, x)
+  ``psnr_truth``.
+
+The one value computed here is PSNR(net, estimate) = ``10 log10(1 / mean((x̂_net − x̂_est)²))``:
+the join of two producers' outputs, which neither producer has alone. No training set, clean image
+or operator is loaded. A store written before its producer wrote these values fails with a
+:class:`~lemmse.errors.LemmseInputError` naming the store and the missing variable.
 
 :func:`metrics_table` pairs each network evaluation with its estimator store (same measurements
-``y``) and computes, per (split, image, σ), PSNR(net, x), PSNR(estimate, x), PSNR(net, estimate),
-PSNR(B y, estimate) and, on LE-MMSE rows whose store has them, the diagnostics (both density
-conventions, the 99 %-mass summaries over observed pixels). :func:`analytic_table` describes
-every estimator store on its own.
-:func:`write_tables` writes both as Parquet and CSV, atomically; :func:`study_table` writes one
-study's metrics rows and their labelled cube (:func:`metrics_cube`, dims = the key columns).
+``y``), one row per (split, image, σ); :func:`analytic_table` describes every estimator store on
+its own. :func:`write_tables` writes both as Parquet and CSV, atomically; :func:`study_table`
+writes one study's metrics rows and their labelled cube (:func:`metrics_cube`, dims = the key
+columns).
 """
 from __future__ import annotations
 
@@ -17,7 +29,8 @@ import numpy as np
 import pandas as pd
 
 from lemmse import store as zstore
-from lemmse.plan.config import task_options
+from lemmse.errors import LemmseInputError
+from lemmse.metrics import psnr
 from lemmse.plan.records import AnalyticRun, Comparison
 from lemmse.plan.sweep import Plan
 from lemmse.tables import (ANALYTIC_KEYS, ANALYTIC_LABELS, ANALYTIC_VALUES, DIAGNOSTIC_VALUES, METRICS_KEYS,
@@ -27,69 +40,61 @@ from lemmse.tables import (ANALYTIC_KEYS, ANALYTIC_LABELS, ANALYTIC_VALUES, DIAG
 METRICS_COLUMNS = (*METRICS_KEYS, *METRICS_LABELS, *METRICS_VALUES)
 ANALYTIC_COLUMNS = (*ANALYTIC_KEYS, *ANALYTIC_LABELS, *ANALYTIC_VALUES)
 
+#: What writes each store gather reads (named in the rerun hint of a store without a variable).
+ANALYTIC_PRODUCER = "the estimator's shards (rules analytic_template, analytic_shard, analytic_finalize)"
+NETWORK_PRODUCER = "the network evaluation (rule evaluate_network)"
+
+#: Analytic table column <- estimator store variable, for the columns every estimator store holds.
+ANALYTIC_STORE_COLUMNS = {"psnr_est_truth": "psnr_truth", "nearest_train_distance": "nearest_train_distance",
+                          "truth_nearest_train_distance": "truth_nearest_train_distance"}
+
 log = logging.getLogger(__name__)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``10 log10(1 / mean((a - b)²))`` over the last three axes (peak 1: images in [0, 1])."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).mean(axis=(-3, -2, -1))
-    with np.errstate(divide="ignore"):
-        return 10.0 * np.log10(1.0 / mse)
 
 
 def _grid(store) -> tuple[list[str], np.ndarray, np.ndarray]:
     return [str(s) for s in store["split"].values], store["image"].values, store["sigma"].values
 
 
-def _clean(plan: Plan, dataset: str, task: str) -> dict[str, np.ndarray]:
-    from lemmse.data import load_clean
-
-    path = plan.measurement_store(dataset, task)
-    return {split: load_clean(path, split) for split in ("train", "test")}
-
-
-def _preinverted(plan: Plan, dataset: str, task: str, preinverse: str, y: np.ndarray) -> np.ndarray:
-    """``B y`` for measurements ``y (split, image, sigma, c, h, w)``: the configured B of ``preinverse``."""
-    from lemmse.operators import preinvert
-
-    return preinvert(y, task, **plan.preinverse(preinverse).options(), **task_options(plan.config, task))
+def _read(store, name: str, path, producer: str) -> np.ndarray:
+    """``store[name]`` as ``(split, image, sigma, ...)`` values; a clear error naming ``path`` when the store
+    was written before ``producer`` wrote ``name``."""
+    if name not in store.data_vars:
+        raise LemmseInputError(f"{path} has no variable {name!r}: it was written by an older lemmse, before "
+                               f"{producer} wrote it; delete the store and rerun {producer}")
+    return store[name].transpose("split", "image", "sigma", ...).values
 
 
-def _diag_columns(store, kind: str, shape: tuple[int, int, int]) -> dict[str, np.ndarray]:
-    """Diagnostic columns ``(split, image, sigma)`` of an estimator store: its own diagnostics if it is a
-    plain LE-MMSE store that has them (:meth:`lemmse.plan.sweep.Plan.wants_diagnostics`; the mass columns
-    only where it ran the mass pass, :meth:`~lemmse.plan.sweep.Plan.wants_mass`), else NaN.
+#: Diagnostic table column <- (estimator store variable, sign): the store holds log-densities of whole
+#: images and minus the pixel means of the patch log-densities (:mod:`lemmse.analytic`).
+DIAGNOSTIC_COLUMNS = {
+    "neg_log_density_patch_paper": ("neg_log_density_patch_paper", 1.0),
+    "neg_log_density_image_paper": ("image_log_density_paper", -1.0),
+    "neg_log_density_patch_normalised": ("neg_log_density_patch_normalised", 1.0),
+    "neg_log_density_image_normalised": ("image_log_density", -1.0),
+    "mass99_observed_mean": ("mass99_observed_mean", 1.0),
+    "mass99_observed_median": ("mass99_observed_median", 1.0),
+    "distinct_sources": ("distinct_sources", 1.0),
+}
 
-    Patch densities are −(mean over pixels) of the per-pixel log-densities; image densities and mass
-    summaries are read as stored."""
+
+def _diag_columns(store, path, kind: str, shape: tuple[int, int, int], columns) -> dict[str, np.ndarray]:
+    """The diagnostic ``columns`` (keys of :data:`DIAGNOSTIC_COLUMNS`), ``(split, image, sigma)``, of an
+    estimator store as its shards wrote them: its own if it is a plain LE-MMSE store that has diagnostics
+    (:meth:`lemmse.plan.sweep.Plan.wants_diagnostics`; the mass columns only where it ran the mass pass,
+    :meth:`~lemmse.plan.sweep.Plan.wants_mass`), else NaN."""
     from lemmse.analytic import has_diagnostics
+    from lemmse.estimators.names import MASS_DIAGNOSTICS
 
     if kind != "lemmse" or not has_diagnostics(store):
-        return {name: np.full(shape, np.nan) for name in DIAGNOSTIC_VALUES}
-
-    def values(name: str) -> np.ndarray:
-        if name not in store.data_vars:  # a mass summary of a store without the mass pass
-            return np.full(shape, np.nan)
-        return store[name].transpose("split", "image", "sigma", ...).values
-
-    return {
-        "neg_log_density_patch_paper": -values("patch_log_density_paper").mean(axis=(-2, -1)),
-        "neg_log_density_image_paper": -values("image_log_density_paper"),
-        "neg_log_density_patch_normalised": -values("patch_log_density").mean(axis=(-2, -1)),
-        "neg_log_density_image_normalised": -values("image_log_density"),
-        "mass99_observed_mean": values("mass99_observed_mean"),
-        "mass99_observed_median": values("mass99_observed_median"),
-    }
-
-
-def _distinct_sources(store, kind: str, shape: tuple[int, int, int]) -> np.ndarray:
-    """Number of distinct training images in the ``source`` map (single patch ≥ 50 %) per (split, image, σ)."""
-    from lemmse.analytic import has_diagnostics
-
-    if kind != "lemmse" or not has_diagnostics(store):
-        return np.full(shape, np.nan)
-    src = store["source"].transpose("split", "image", "sigma", "h", "w").values
-    return np.array([[[len(np.unique(m[m >= 0])) for m in row] for row in block] for block in src], dtype=float)
+        return {column: np.full(shape, np.nan) for column in columns}
+    out = {}
+    for column in columns:
+        name, sign = DIAGNOSTIC_COLUMNS[column]
+        if name in MASS_DIAGNOSTICS and name not in store.data_vars:  # a store without the mass pass
+            out[column] = np.full(shape, np.nan)
+        else:
+            out[column] = sign * _read(store, name, path, ANALYTIC_PRODUCER)
+    return out
 
 
 def _frame(keys: dict, grid: tuple[list[str], np.ndarray, np.ndarray], values: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -104,55 +109,34 @@ def _frame(keys: dict, grid: tuple[list[str], np.ndarray, np.ndarray], values: d
     return frame
 
 
-def comparison_rows(plan: Plan, comparison: Comparison, cache: dict) -> pd.DataFrame:
-    """Rows of the metrics table for one network evaluation against one estimator store."""
+def comparison_rows(plan: Plan, comparison: Comparison) -> pd.DataFrame:
+    """Rows of the metrics table for one network evaluation against one estimator store: the stores'
+    values joined on (split, image, σ), and PSNR(net, estimate) from their two ``xhat``."""
     evaluation, run = comparison.evaluation, comparison.analytic
-    net = zstore.open_dataset(evaluation.store(plan.results))
+    net_path, est_path = evaluation.store(plan.results), run.store(plan.results)
+    net, est = zstore.open_dataset(net_path), zstore.open_dataset(est_path)
     # a network trained at a fixed σ was evaluated there only: its rows are the estimates at its σ
-    at_net_sigmas = {"sigma": net["sigma"].values}
-    est = zstore.open_dataset(run.store(plan.results)).sel(at_net_sigmas)
-    meas = zstore.open_dataset(plan.measurement_store(run.eval_dataset, run.task)).sel(at_net_sigmas)
-    key = (run.eval_dataset, run.task)
-    if key not in cache:
-        cache[key] = _clean(plan, *key)
-    clean = cache[key]
+    est = est.sel(sigma=net["sigma"].values)
     splits, images, sigmas = grid = _grid(est)
-    x = np.stack([clean[s] for s in splits])[:, :, None]  # (split, image, 1, c, h, w)
-    net_x, est_x, y = (d.transpose("split", "image", "sigma", "c", "h", "w").values
-                       for d in (net["xhat"], est["xhat"], meas["y"].sel(split=splits)))
-    by = _preinverted(plan, run.eval_dataset, run.task, run.preinverse, y)
-    kind = plan.kind(run)
-    diag = _diag_columns(est, kind, est_x.shape[:3])
-    keys = plan.metrics_keys(comparison)
-    values = {"psnr_net_truth": psnr(net_x, x), "psnr_est_truth": psnr(est_x, x), "psnr_net_est": psnr(net_x, est_x),
-              "psnr_input_est": psnr(by, est_x)}
-    values.update(diag)
-    return _frame(keys, grid, values)
+    net = net.sel(split=splits, image=images, sigma=sigmas)
+    est_x = _read(est, "xhat", est_path, ANALYTIC_PRODUCER)
+    diag = _diag_columns(est, est_path, plan.kind(run), est_x.shape[:3], DIAGNOSTIC_VALUES)
+    values = {"psnr_net_truth": _read(net, "psnr_truth", net_path, NETWORK_PRODUCER),
+              "psnr_est_truth": _read(est, "psnr_truth", est_path, ANALYTIC_PRODUCER),
+              "psnr_net_est": psnr(_read(net, "xhat", net_path, NETWORK_PRODUCER), est_x),
+              "psnr_input_est": _read(est, "psnr_input", est_path, ANALYTIC_PRODUCER), **diag}
+    return _frame(plan.metrics_keys(comparison), grid, values)
 
 
-def analytic_rows(plan: Plan, run: AnalyticRun, cache: dict) -> pd.DataFrame:
-    """Rows of the analytic table for one estimator store."""
-    from lemmse.analytic import nearest_train_distance
-    from lemmse.data import load_split
-
-    est = zstore.open_dataset(run.store(plan.results))
-    key = (run.eval_dataset, run.task)
-    if key not in cache:
-        cache[key] = _clean(plan, *key)
-    clean = cache[key]
-    splits, images, sigmas = grid = _grid(est)
-    train = load_split(plan.data_store(run.dataset), "train", count=run.train_size)
-    est_x = est["xhat"].transpose("split", "image", "sigma", "c", "h", "w").values
-    x = np.stack([clean[s] for s in splits])
-    dist = nearest_train_distance(est_x.reshape(-1, *est_x.shape[3:]), train).reshape(est_x.shape[:3])
-    truth_dist = nearest_train_distance(x.reshape(-1, *x.shape[2:]), train).reshape(x.shape[:2])
-    kind = plan.kind(run)
-    diag = _diag_columns(est, kind, est_x.shape[:3])
-    keys = plan.analytic_keys(run)
-    values = {"psnr_est_truth": psnr(est_x, x[:, :, None]), "nearest_train_distance": dist,
-              "truth_nearest_train_distance": np.broadcast_to(truth_dist[:, :, None], est_x.shape[:3]),
-              **diag, "distinct_sources": _distinct_sources(est, kind, est_x.shape[:3])}
-    return _frame(keys, grid, values)
+def analytic_rows(plan: Plan, run: AnalyticRun) -> pd.DataFrame:
+    """Rows of the analytic table for one estimator store: its values as its shards wrote them."""
+    path = run.store(plan.results)
+    est = zstore.open_dataset(path)
+    grid = _grid(est)
+    values = {column: _read(est, name, path, ANALYTIC_PRODUCER) for column, name in ANALYTIC_STORE_COLUMNS.items()}
+    values.update(_diag_columns(est, path, plan.kind(run), values["psnr_est_truth"].shape,
+                                (*DIAGNOSTIC_VALUES, "distinct_sources")))
+    return _frame(plan.analytic_keys(run), grid, values)
 
 
 def planned_tables(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -183,24 +167,21 @@ def _planned_grid(plan: Plan, sigmas=None):
 
 
 def metrics_table(plan: Plan) -> pd.DataFrame:
-    cache: dict = {}
-    frames = [comparison_rows(plan, c, cache) for c in plan.comparisons]
+    frames = [comparison_rows(plan, c) for c in plan.comparisons]
     if not frames:
         return pd.DataFrame(columns=list(METRICS_COLUMNS))
     return pd.concat(frames, ignore_index=True)[list(METRICS_COLUMNS)]
 
 
 def analytic_table(plan: Plan) -> pd.DataFrame:
-    cache: dict = {}
-    frames = [analytic_rows(plan, a, cache) for a in plan.analytics]
+    frames = [analytic_rows(plan, a) for a in plan.analytics]
     return pd.concat(frames, ignore_index=True)[list(ANALYTIC_COLUMNS)]
 
 
 def study_table(plan: Plan, study: str, out: str | Path, cube: str | Path | None = None) -> pd.DataFrame:
     """The metrics rows of one study, written to ``out`` (Parquet) atomically, and to ``cube``
     (its labelled :func:`metrics_cube`, Zarr) when given."""
-    cache: dict = {}
-    frames = [comparison_rows(plan, c, cache) for c in plan.studies[study]]
+    frames = [comparison_rows(plan, c) for c in plan.studies[study]]
     columns = list(METRICS_COLUMNS)
     frame = pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
     out = Path(out)

@@ -9,7 +9,7 @@ with two pre-inverses.
   pre-inverse labels: ``PSNR(x̂_{B_a}(y), x̂_{B_b}(y))`` (Cor. 3.7: the E-MMSE with B = I and
   B = A⁺ coincide when A is an invertible circular convolution).
 
-PSNR as in :func:`lemmse.gather.psnr` (peak 1); identical outputs give ``inf``.
+PSNR as in :func:`lemmse.metrics.psnr` (peak 1); identical outputs give ``inf``.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ PREINVERSE_COLUMNS = ("dataset", "eval_dataset", "task", "estimator", "patch", "
 def pair_psnr(path_a: Path, path_b: Path) -> pd.DataFrame:
     """``split, image, sigma, psnr`` between the ``xhat`` of two stores on one measurement grid."""
     from lemmse import store as zstore
-    from lemmse.gather import psnr
+    from lemmse.metrics import psnr
 
     a, b = zstore.open_dataset(path_a), zstore.open_dataset(path_b)
     for dim in ("split", "image", "sigma"):

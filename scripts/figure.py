@@ -9,7 +9,6 @@ plan = snakemake.params.plan  # noqa: F821
 out = Path(snakemake.output[0])  # noqa: F821
 tables = plan.layout.table("metrics.parquet").parent
 inputs = FigureInputs.load(tables, plan.results, preinverses=plan.config["preinverses"],
-                           variance_stores={t: Path(p) for t, p in snakemake.params.variance.items()},  # noqa: F821
-                           tasks=plan.config["tasks"])
+                           variance_stores={t: Path(p) for t, p in snakemake.params.variance.items()})  # noqa: F821
 make_figure(snakemake.params.figure, inputs, out, config_label=config_label(plan),  # noqa: F821
             reference=Reference.from_config(plan.config))

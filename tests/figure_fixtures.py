@@ -85,7 +85,20 @@ def _cube(clean: dict[str, np.ndarray], rng, scale: float) -> np.ndarray:
     return np.clip(out, 0, 1).astype(np.float32)
 
 
+def _preinverted(meas: Path, preinverse: str) -> np.ndarray:
+    """``B y`` of every measurement (the estimator shards' ``by``): stand-in stores hold the true one."""
+    from lemmse.operators import preinvert
+    from lemmse.store import open_dataset
+
+    m = open_dataset(meas)
+    y = m["y"].sel(split=["train", "test"]).isel(image=slice(0, N_EVAL)).transpose(
+        "split", "image", "sigma", "c", "h", "w").values
+    return preinvert(y, m.attrs["task"], preinverse).astype(np.float32)
+
+
 def build_stores(results: Path, rng: np.random.Generator) -> None:
+    """The stores the fixture tables point to. Estimator stores hold what the figures read of them: ``xhat``,
+    ``by`` (the true ``B y``), ``nearest_train_index`` (random) and, for the LE-MMSE, diagnostic maps."""
     from lemmse.data import build_measurements, load_clean, prepare_dataset
 
     data = prepare_dataset(DATASET, results / "data" / f"{DATASET}.zarr", resolution=8, train_size=10, test_size=5)
@@ -97,7 +110,9 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
         clean = {s: load_clean(meas, s) for s in ("train", "test")}
         for pre in [p for t, p in PROBLEMS if t == task]:
             for est, patch in [("mmse", 0), ("emmse", 0)] + [("lemmse", p) for p in PATCHES]:
-                ds = xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.3))}, coords=coords)
+                nearest = rng.integers(0, min(TRAIN_SIZES), (2, N_EVAL, len(SIGMAS))).astype(np.float64)
+                ds = xr.Dataset({"xhat": (dims, _cube(clean, rng, 0.3)), "by": (dims, _preinverted(meas, pre)),
+                                 "nearest_train_index": (dims[:3], nearest)}, coords=coords)
                 if est == "lemmse":
                     shape = (2, N_EVAL, len(SIGMAS), 8, 8)
                     grow = np.array(SIGMAS)[None, None, :, None, None]
@@ -106,6 +121,8 @@ def build_stores(results: Path, rng: np.random.Generator) -> None:
                     src = rng.integers(0, 10, size=shape).astype(np.float32)
                     src[rng.random(shape) < grow * 1.5] = -1
                     ds["source"] = (dims[:3] + ("h", "w"), src)
+                    distinct = [len(np.unique(m[m >= 0])) for m in src.reshape(-1, 8, 8)]
+                    ds["distinct_sources"] = (dims[:3], np.reshape(distinct, shape[:3]).astype(np.float64))
                     ds["source_image"] = (dims[:3] + ("h", "w"), src)
                     for name in ("patch_log_density", "patch_log_density_paper"):
                         ds[name] = (dims[:3] + ("h", "w"), rng.normal(size=shape))

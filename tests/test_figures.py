@@ -36,8 +36,7 @@ def world(tmp_path_factory) -> FigureInputs:
     for task in ("inpainting", "deconvolution"):
         compute_variance(root / "variance" / DATASET / f"{task}.zarr", root / "data" / f"{DATASET}.zarr",
                          task=task, sigma=0.1, draws=3, patch=3, train_size=10, n_images=1)
-    return FigureInputs(metrics_table(rng), analytic_table(rng), StoreLayout(root),
-                        tasks={"inpainting": {"hole": None}, "deconvolution": {"blur_std": 1.0}})
+    return FigureInputs(metrics_table(rng), analytic_table(rng), StoreLayout(root))
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -308,6 +307,66 @@ def test_figure_renders(world, tmp_path, name):
     assert out.stat().st_size > 10_000
     if name == "table2_architectures":
         assert out.with_suffix(".csv").is_file() and "| UNet |" in out.with_suffix(".md").read_text()
+
+
+def _shown_panels(monkeypatch) -> list[tuple[str, np.ndarray]]:
+    """Record every (title, image) a figure draws; forbid recomputing B y (it is read from the stores)."""
+    import lemmse.operators
+    from lemmse.figures import style
+
+    shown, draw = [], style.image_panel
+
+    def recording(ax, img, title=None, **kw):
+        shown.append((title, np.asarray(img)))
+        return draw(ax, img, title, **kw)
+
+    def no_preinvert(*args, **kw):
+        raise AssertionError("a figure recomputed B y")
+
+    monkeypatch.setattr(style, "image_panel", recording)
+    monkeypatch.setattr(lemmse.operators, "preinvert", no_preinvert)
+    return shown
+
+
+def test_gallery_b_y_is_the_estimator_stores_by(world, tmp_path, monkeypatch):
+    """Figs. 13–16: each row's B y panel is the ``by`` its LE-MMSE store holds at the row's (split, image, σ)."""
+    import xarray as xr
+
+    from lemmse.figures.inputs import fix
+
+    shown = _shown_panels(monkeypatch)
+    make_figure("fig13_gallery", world, tmp_path / "f.png", reference=REF)
+    sel = select("fig13_gallery", world, REF)
+    rows = list(dict.fromkeys(sel.frame[["dataset", "patch", "task", "preinverse", "split"]].itertuples(
+        index=False, name=None)))
+    panels = [img for title, img in shown if title == "B y"]
+    assert len(panels) == len(rows) > 0
+    for (ds, p, task, pre, split), panel in zip(rows, panels):
+        first = fix(sel.frame, dataset=ds, patch=p, task=task, preinverse=pre, split=split).iloc[0]
+        store = xr.open_zarr(world.stores.analytic(ds, task, pre, "lemmse", p, int(first["train_size"]), ds))
+        expected = store["by"].sel(split=split, image=int(first["image"]), sigma=sel.fixed["sigma"]).values
+        np.testing.assert_array_equal(panel, expected)
+
+
+def test_fig2_shows_the_training_image_the_mmse_store_names(world, tmp_path, monkeypatch):
+    """Fig. 2's nearest training image is the data store's image at the MMSE store's ``nearest_train_index``."""
+    import xarray as xr
+
+    from lemmse.data import load_split
+
+    shown = _shown_panels(monkeypatch)
+    make_figure("fig2_memorisation", world, tmp_path / "f.png", reference=REF)
+    panels = select("fig2_memorisation", world, REF).extra["images"]
+    mmse = panels[panels["estimator"] == "mmse"]
+    nearest = [(title, img) for title, img in shown if title.startswith("nearest training")]
+    assert len(nearest) == len(mmse) > 0
+    train = load_split(world.stores.data(DATASET), "train")
+    for row, (title, img) in zip(mmse.itertuples(index=False), nearest):
+        store = xr.open_zarr(world.stores.analytic(row.dataset, row.task, row.preinverse, "mmse", 0, row.train_size,
+                                                   row.dataset))
+        index = int(store["nearest_train_index"].sel(split=row.split, image=row.image, sigma=row.sigma))
+        assert title.endswith(f"(#{index})")
+        np.testing.assert_array_equal(img, train[index])
 
 
 def test_variance_store_layout(world):

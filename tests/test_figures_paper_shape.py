@@ -238,7 +238,8 @@ def test_figure_rules_read_only_their_stores(paper):
 
 # ---------------------------------------------------------------------------------------- covered ⇒ renders
 def _tiny_stores(root: Path, keys: set[tuple], sigmas: list[float]) -> None:
-    """Tiny (8×8 digits) stores for the store keys the figures read, under ``root``."""
+    """Tiny (8×8 digits) stores for the store keys the figures read, under ``root`` (stand-in values: the
+    estimator stores' ``by`` and ``nearest_train_index`` random)."""
     import xarray as xr
 
     from lemmse.data import build_measurements, load_clean, prepare_dataset
@@ -271,9 +272,12 @@ def _tiny_stores(root: Path, keys: set[tuple], sigmas: list[float]) -> None:
                          coords=coords)
         if k[0] == "analytic":
             _, d, ev, task, pre, est, p, n = k
+            ds_["by"] = (dims, np.clip(cube + 0.1 * rng.standard_normal(cube.shape), 0, 1).astype(np.float32))
+            ds_["nearest_train_index"] = (dims[:3], rng.integers(0, min(n, 1000), cube.shape[:3]).astype(np.float64))
             maps = dims[:3] + ("h", "w")
             ds_["mass99"] = (maps, rng.integers(1, 50, cube.shape[:3] + (8, 8)).astype(np.float32))
             ds_["source"] = (maps, rng.integers(-1, 20, cube.shape[:3] + (8, 8)).astype(np.float32))
+            ds_["distinct_sources"] = (dims[:3], rng.integers(0, 20, cube.shape[:3]).astype(np.float64))
             path = layout.analytic(d, task, pre, est, p, n, ev)
         else:
             _, d, ev, task, pre, arch, p, n = k
@@ -305,8 +309,7 @@ def test_covered_figures_render_on_random_subsets(paper, tmp_path_factory, data)
     covered = {n: s for n, s in selections(m, a, config=plan.config).items() if isinstance(s, Selection)}
     keys = {k for s in covered.values() for k in s.stores}
     _tiny_stores(root, keys, sorted(keep_sig))
-    inputs = FigureInputs(m, a, StoreLayout(root), plan.config["preinverses"], tasks={"inpainting": {"hole": 3},
-                                                                                        "deconvolution": {"blur_std": 1.0}})
+    inputs = FigureInputs(m, a, StoreLayout(root), plan.config["preinverses"])
     ref = Reference.from_config(plan.config)
     for name in covered:
         out = root / f"{name}.png"

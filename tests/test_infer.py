@@ -27,13 +27,12 @@ def _model(path, task="denoising", preinverse="identity"):
 
 
 def _measurements(path, task="denoising", hole=None, images=5):
-    """A measurement store laid out as lemmse.data writes it (plain xarray, no completeness marker)."""
-    y = np.random.default_rng(1).normal(0.5, 0.3, (2, images, len(SIGMAS), 1, 8, 8)).astype(np.float32)
-    ds = xr.Dataset({"y": (("split", "image", "sigma", "c", "h", "w"), y)},
-                    coords={"split": ["train", "test"], "image": np.arange(images), "sigma": SIGMAS},
-                    attrs={"task": task, "hole": hole, "blur_std": None})
-    ds.to_zarr(path, zarr_format=2)
-    return path
+    """A measurement store of 8×8 digits as lemmse.data builds it (its data store beside it: the clean x)."""
+    from lemmse.data import build_measurements, prepare_dataset
+
+    data = prepare_dataset("digits", path.with_name(f"{path.stem}-data.zarr"), resolution=8, train_size=images,
+                           test_size=images)
+    return build_measurements(path, data, task=task, sigmas=SIGMAS, n_eval=images, hole=hole)
 
 
 @pytest.mark.parametrize("task,preinverse,hole", [("denoising", "identity", None), ("inpainting", "pinv", 3)])
@@ -56,6 +55,27 @@ def test_outputs_are_the_ema_network_on_b_y_over_the_whole_grid(tmp_path, task, 
             with torch.no_grad():
                 expected = net(v, sigma).numpy()
             np.testing.assert_allclose(ds["xhat"].sel(split=s).isel(sigma=k).values, expected, atol=1e-6)
+    # psnr_truth: PSNR(x̂, x) against the clean images, recomputed here from the data store in float64
+    from lemmse.data import load_split
+
+    assert ds["psnr_truth"].dims == ("split", "image", "sigma") and ds["psnr_truth"].dtype == np.float64
+    for s in ("train", "test"):
+        x = load_split(tmp_path / "y-data.zarr", s, 5).astype(np.float64)[:, None]  # (image, 1, c, h, w)
+        out = ds["xhat"].sel(split=s).values.astype(np.float64)  # (image, sigma, c, h, w)
+        expected = 10 * np.log10(1 / ((out - x) ** 2).mean(axis=(-3, -2, -1)))
+        np.testing.assert_allclose(ds["psnr_truth"].sel(split=s).values, expected, rtol=1e-12)
+
+
+def test_a_measurement_store_that_names_no_data_store_is_refused(tmp_path):
+    """Without its clean images psnr_truth cannot be written: a clear error before any work, no output."""
+    model = _model(tmp_path / "model")
+    y = np.random.default_rng(1).normal(0.5, 0.3, (2, 3, len(SIGMAS), 1, 8, 8)).astype(np.float32)
+    xr.Dataset({"y": (("split", "image", "sigma", "c", "h", "w"), y)},
+               coords={"split": ["train", "test"], "image": np.arange(3), "sigma": SIGMAS},
+               attrs={"task": "denoising"}).to_zarr(tmp_path / "y.zarr", zarr_format=2)
+    with pytest.raises(LemmseInputError, match="y.zarr names no data store"):
+        infer_store(model, tmp_path / "y.zarr", tmp_path / "x.zarr")
+    assert not (tmp_path / "x.zarr").exists()
 
 
 def test_mismatched_task_or_operator_is_refused(tmp_path):
@@ -83,7 +103,7 @@ def test_a_run_that_dies_leaves_no_store(tmp_path, monkeypatch):
     monkeypatch.setattr(infer_module.store, "write_region", dying)
     with pytest.raises(RuntimeError, match="killed"):
         infer_store(model, meas, tmp_path / "xhat.zarr", batch_size=2)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "y.zarr"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "y-data.zarr", "y.zarr"]
 
 
 def test_cli_infer(tmp_path, capsys):

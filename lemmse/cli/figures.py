@@ -49,7 +49,7 @@ def run_make(args: argparse.Namespace) -> int:
         raise CliError(f"unknown figure {args.name!r}; choose one of {', '.join(FIGURES)}")
     config, label = _config(args.config)
     inputs = FigureInputs.load(args.tables, args.results, preinverses=config.get("preinverses"),
-                               variance_stores=_variance_args(args.variance), tasks=config.get("tasks"))
+                               variance_stores=_variance_args(args.variance))
     make_figure(args.name, inputs, args.out, config_label=args.label or label, reference=Reference.from_config(config))
     return 0
 

@@ -2,8 +2,8 @@
 
 Reads ``y (split, image, sigma, c, h, w)`` from --measurements, applies the model's pre-inverse
 B, runs the EMA network conditioned on each σ and writes ``xhat`` with the same dims and
-coordinates to --out (a Zarr store built in a temporary directory and renamed into place when
-complete).
+coordinates, and ``psnr_truth (split, image, sigma)`` against the clean images, to --out (a Zarr
+store built in a temporary directory and renamed into place when complete).
 """
 from __future__ import annotations
 
@@ -17,8 +17,10 @@ Evaluate a trained network x̂ = f(B y, σ) on every measurement of a measuremen
 
 --model is a model directory written by `lemmse train` (or its model.pt); its EMA weights are used.
 --measurements holds y with dims (split, image, sigma, c, h, w) and attrs task / hole / blur_std,
-which must match the model's. --out receives xhat float32 with the same dims and coordinates, plus
-provenance attrs; it appears only once complete (an existing store is replaced on success).
+which must match the model's, and names its data store (the clean x; lemmse.data builds such stores).
+--out receives xhat float32 with the same dims and coordinates, psnr_truth (split, image, sigma)
+float64 = PSNR(xhat, x), plus provenance attrs; it appears only once complete (an existing store is
+replaced on success).
 """
 
 EPILOG = """\

@@ -2,9 +2,9 @@
 Cor. 3.7), 7 (out of distribution), 13–16 (gallery), 20–22 (mass), 23 and 24 (patchwork).
 
 The :class:`~lemmse.figures.select.Selection` says which (store, split, image, σ) each panel shows;
-the pixels come from the analytic / network / measurement / data stores (never recomputed). ``B y``
-in the gallery is the configured pre-inverse (with the configured hole / blur, ``inputs.tasks``)
-applied to the stored ``y``: a linear map for display, not an estimator.
+the pixels come from the analytic / network / measurement / data stores (never recomputed): ``B y``
+in the gallery is the estimator store's ``by`` (its shards applied the estimator's own B to ``y``),
+and Fig. 2's nearest training image is the one the MMSE store's ``nearest_train_index`` names.
 """
 from __future__ import annotations
 
@@ -39,20 +39,14 @@ class _Stores:
 
 def pick(ds, var: str, *, split: str, image: int, sigma: float) -> np.ndarray:
     """``ds[var]`` at one (split, image, σ) as a numpy array (σ matched to 1e-9 relative)."""
+    if var not in ds.data_vars:
+        raise LemmseInputError(f"{ds.encoding.get('source', 'the store')} has no variable {var!r}: it was written "
+                               "by an older lemmse; delete it and rerun the job that writes it")
     sig = ds["sigma"].values
     idx = np.flatnonzero(np.isclose(sig, float(sigma), rtol=1e-9, atol=0.0))
     if len(idx) != 1:
         raise LemmseInputError(f"σ = {sigma:g} is not in the store (it has {', '.join(f'{s:g}' for s in sig)})")
     return np.asarray(ds[var].sel(split=split).isel(sigma=int(idx[0])).sel(image=image).values)
-
-
-def apply_preinverse(inputs: FigureInputs, task: str, preinverse: str, y: np.ndarray) -> np.ndarray:
-    """``B y`` with the configured B (kind, λ, hole, blur): :func:`lemmse.operators.preinvert`, as gather."""
-    from lemmse.operators import preinvert
-
-    kind, lam = inputs.preinverse_kind(preinverse)
-    options = {k: v for k, v in dict(inputs.tasks.get(task) or {}).items() if v is not None}
-    return preinvert(y, task, kind, lam, **options)
 
 
 def _truth(inputs: FigureInputs, dataset: str, task: str, split: str, image: int) -> np.ndarray:
@@ -61,12 +55,17 @@ def _truth(inputs: FigureInputs, dataset: str, task: str, split: str, image: int
     return load_clean(inputs.stores.measurements(dataset, task), split)[image]
 
 
+def _training_image(inputs: FigureInputs, dataset: str, index: int) -> np.ndarray:
+    """Training image ``index`` of ``dataset`` (one image read from the data store)."""
+    from lemmse.data import open_data
+
+    return np.asarray(open_data(inputs.stores.data(dataset))["train"].isel(train_image=index).values)
+
+
 # ---------------------------------------------------------------------------------------------- fig 2
 def draw_fig2(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_label: str = "") -> None:
     """Per data set × problem: y, MMSE, E-MMSE, LE-MMSE, the training image nearest to the MMSE output, the
     truth, and the distance of each estimator's output to the training set against σ."""
-    from lemmse.data import load_split
-
     panels = sel.extra["images"]
     rows = list(dict.fromkeys(panels[["dataset", "task", "preinverse"]].itertuples(index=False, name=None)))
     estimators = [e for e in MEMO_ESTIMATORS if e in set(panels["estimator"])]
@@ -81,20 +80,22 @@ def draw_fig2(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
         meas = inputs.stores.measurements(ds, task)
         style.image_panel(axes[r, 0], pick(stores(meas), "y", split=split, image=image, sigma=sigma),
                           f"y ({ds}, {task})\nσ = {sigma:g}")
-        mmse_out = None
+        nearest = None
         for c, est in enumerate(estimators, start=1):
             row = fix(cell, estimator=est).iloc[0]
-            out = pick(stores(inputs.stores.analytic(ds, task, pre, est, int(row["patch"]), n, ds)), "xhat",
-                       split=split, image=image, sigma=sigma)
-            mmse_out = out if est == "mmse" else mmse_out
+            store = stores(inputs.stores.analytic(ds, task, pre, est, int(row["patch"]), n, ds))
+            out = pick(store, "xhat", split=split, image=image, sigma=sigma)
+            if est == "mmse":  # the MMSE shards wrote the index of its nearest training image
+                nearest = int(pick(store, "nearest_train_index", split=split, image=image, sigma=sigma))
             d = row["nearest_train_distance"]
             style.image_panel(axes[r, c], out, style.estimator_label(est) + (f"\nd_train = {d:.3f}" if np.isfinite(d) else ""))
-        truth = _truth(inputs, ds, task, split, image)
-        train = load_split(inputs.stores.data(ds), "train", n)
-        ref = mmse_out if mmse_out is not None else truth
-        nearest = int(np.argmin(((train - ref[None]) ** 2).reshape(len(train), -1).mean(axis=1)))
-        style.image_panel(axes[r, len(estimators) + 1], train[nearest], f"nearest training\nimage (#{nearest})")
-        style.image_panel(axes[r, len(estimators) + 2], truth, f"truth ({split} #{image})")
+        if nearest is None:
+            raise LemmseInputError(f"Fig. 2: no MMSE output for {ds}, {task}, {pre} (its nearest training image "
+                                   "is the one shown)")
+        style.image_panel(axes[r, len(estimators) + 1], _training_image(inputs, ds, nearest),
+                          f"nearest training\nimage (#{nearest})")
+        style.image_panel(axes[r, len(estimators) + 2], _truth(inputs, ds, task, split, image),
+                          f"truth ({split} #{image})")
         ax = axes[r, -1]
         curves = fix(sel.frame, dataset=ds, task=task, preinverse=pre, split=split)
         for est in estimators:
@@ -163,9 +164,9 @@ def _gallery_row(inputs: FigureInputs, stores: _Stores, part, archs: list[str], 
                                   str(first["task"]), str(first["preinverse"]), str(first["split"]))
     image = int(first["image"])
     y = pick(stores(inputs.stores.measurements(ds, task)), "y", split=split, image=image, sigma=sigma)
-    est = pick(stores(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds)), "xhat", split=split, image=image,
-               sigma=sigma)
-    panels = [(y, "y")] + ([(apply_preinverse(inputs, task, pre, y), "B y")] if with_by else [])
+    est_store = stores(inputs.stores.analytic(ds, task, pre, "lemmse", p, n, ds))
+    est = pick(est_store, "xhat", split=split, image=image, sigma=sigma)
+    panels = [(y, "y")] + ([(pick(est_store, "by", split=split, image=image, sigma=sigma), "B y")] if with_by else [])
     for arch in archs:
         cell = fix(part, arch=arch)
         if cell.empty:
@@ -227,7 +228,7 @@ def draw_fig3(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
     the training set), |difference| (title: PSNR between them), the shifted training image nearest to the
     B = I output, and the truth."""
     from lemmse.data import load_split
-    from lemmse.gather import psnr
+    from lemmse.metrics import psnr
     from lemmse.memorisation import nearest_shifted
 
     rows = sel.facet_values()
@@ -371,7 +372,7 @@ def draw_fig23(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_la
             style.image_panel(axes[2 * k, c], pick(store, "xhat", split=split, image=image, sigma=s), f"LE-MMSE, σ = {s:g}")
             src = pick(store, "source", split=split, image=image, sigma=s)
             owned = float(np.mean(src >= 0)) * 100
-            distinct = len(np.unique(src[src >= 0]))
+            distinct = int(pick(store, "distinct_sources", split=split, image=image, sigma=s))  # the shard's count
             axes[2 * k + 1, c].imshow(np.where(src >= 0, src, -1), cmap=colours, vmin=0, vmax=max(n - 1, 1),
                                       interpolation="nearest")
             axes[2 * k + 1, c].set_xticks([])

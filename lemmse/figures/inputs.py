@@ -120,9 +120,9 @@ class FigureInputs:
 
     ``preinverses`` maps the pre-inverse labels of the tables to ``{kind, lam}`` (the config's
     ``preinverses`` section), so a figure knows which label is physics-agnostic (``kind identity``)
-    and can apply ``B`` to ``y`` for display; ``tasks`` is the config's ``tasks`` section (the hole and
-    blur of the operators, so that ``B`` is the configured one). ``variance_stores`` lists the fig4 stores explicitly
-    (``None``: look under ``stores.variance(dataset, task)``).
+    and how to name it (``B y`` itself is read from the estimator stores, which hold the ``B`` their
+    estimator used). ``variance_stores`` lists the fig4 stores explicitly (``None``: look under
+    ``stores.variance(dataset, task)``).
     """
 
     metrics: pd.DataFrame
@@ -130,7 +130,6 @@ class FigureInputs:
     stores: StoreLayout
     preinverses: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: dict(DEFAULT_PREINVERSES))
     variance_stores: Mapping[str, Path] | None = None
-    tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     #: Metrics rows of networks trained at one fixed σ (a study's ``train_sigmas``), split off ``metrics``
     #: by ``__post_init__``: every figure and claim is about the σ-conditioned networks of the paper, and
     #: Fig. 5 draws these beside them.
@@ -154,12 +153,11 @@ class FigureInputs:
     @classmethod
     def load(cls, tables_dir: str | Path, results_dir: str | Path, *,
              preinverses: Mapping[str, Mapping[str, Any]] | None = None,
-             variance_stores: Mapping[str, Path] | None = None,
-             tasks: Mapping[str, Mapping[str, Any]] | None = None) -> "FigureInputs":
+             variance_stores: Mapping[str, Path] | None = None) -> "FigureInputs":
         """Read ``metrics`` and ``analytic`` (``.parquet``, else ``.csv``) from ``tables_dir``."""
         tables = {name: read_table(Path(tables_dir), name) for name in ("metrics", "analytic")}
         return cls(tables["metrics"], tables["analytic"], StoreLayout(Path(results_dir)),
-                   dict(preinverses or DEFAULT_PREINVERSES), variance_stores, dict(tasks or {}))
+                   dict(preinverses or DEFAULT_PREINVERSES), variance_stores)
 
     # -- pre-inverse labels ----------------------------------------------------------------------------
     def preinverse_spec(self, label: str) -> PreInverse:

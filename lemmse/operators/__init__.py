@@ -34,9 +34,10 @@ def make_problem(task: str, image_size: tuple[int, int], *, hole: int | None = N
 def preinvert(y, task: str, preinverse: str, lam: float | None = None, *, hole: int | None = None,
               blur_std: float | None = None):
     """``B y`` for measurements ``y`` of shape ``(..., c, h, w)`` (numpy), in float64 — THE one place the
-    pipeline applies a pre-inverse to stored measurements (gather's ``psnr_input_est``, the figures'
-    ``B y`` panels). ``preinverse``/``lam``: the kind and λ of B; ``hole``/``blur_std``: the task's
-    operator exactly as configured (``lemmse.plan.config.task_options``), so B is the B the estimators used.
+    pipeline applies a pre-inverse to stored measurements: each estimator shard, once, with its
+    estimator's B (:func:`lemmse.analytic.shard_summaries`), which stores it as ``by`` for ``psnr_input``
+    and the figures' ``B y`` panels. ``preinverse``/``lam``: the kind and λ of B; ``hole``/``blur_std``:
+    the task's operator exactly as configured (``lemmse.plan.config.task_options``).
     """
     import numpy as np
     import torch

@@ -3,8 +3,11 @@ r"""Network outputs on the measurement grid: ``x̂ = f_θ(B y, σ)`` for every `
 Input: a measurement store ``…/measurements/{dataset}/{task}.zarr`` holding ``y`` float32 with
 dims ``(split, image, sigma, c, h, w)`` and attrs ``task`` (plus ``hole`` / ``blur_std``).
 Output: a store with ``xhat`` float32, the same dims and coordinates, chunks
-``(1, image_chunk, 1, c, h, w)``, and provenance attrs (model directory, step, architecture,
-patch, task, pre-inverse, σ range trained on, weights = "ema"). It is built in a hidden
+``(1, image_chunk, 1, c, h, w)``; ``psnr_truth (split, image, sigma)`` float64, chunks
+``(1, image_chunk, 1)``: ``PSNR(x̂, x) = 10 log10(1 / mean((x̂ − x)²))`` against the clean image x
+behind each ``y`` (:func:`lemmse.data.load_clean`: the measurement store names its data store), so
+the gather stage reads it instead of recomputing it; and provenance attrs (model directory, step,
+architecture, patch, task, pre-inverse, σ range trained on, weights = "ema"). It is built in a hidden
 temporary directory and renamed into place only when every block is written
 (:func:`lemmse.store.atomic_store`), and marked complete last: a run that dies leaves nothing
 that looks finished.
@@ -21,6 +24,7 @@ import torch
 
 from lemmse import store
 from lemmse.errors import LemmseInputError
+from lemmse.metrics import psnr
 from lemmse.progress import progress_bar
 from lemmse.training.checkpoint import checkpoint_path, load_checkpoint
 from lemmse.training.loop import model_from_config, problem_from_config, set_precision
@@ -76,11 +80,22 @@ def _check_fit(ds, config: dict[str, Any], path: Path) -> None:
                                f"on {(config['channels'], *config['image_size'])}")
 
 
+def _clean_images(path: Path, ds, splits: Sequence[str]) -> dict[str, np.ndarray]:
+    """The clean images ``(image, c, h, w)`` behind the measurements of each split (for ``psnr_truth``)."""
+    from lemmse.data import load_clean
+
+    if "data_store" not in ds.attrs:
+        raise LemmseInputError(f"measurement store {path} names no data store (attr data_store), so the clean "
+                               "images behind y are unknown; build it with lemmse.data.build_measurements")
+    return {s: load_clean(path, s) for s in splits}
+
+
 def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
                 device: str | torch.device = "cpu", batch_size: int = 256,
                 splits: Sequence[str] | None = None, sigmas: Sequence[float] | None = None,
                 progress: bool = False) -> Path:
-    """Run the EMA network of ``model`` on every ``y`` of ``measurements``; write ``out``.
+    """Run the EMA network of ``model`` on every ``y`` of ``measurements``; write ``out`` (``xhat`` and its
+    ``psnr_truth``, module docstring).
 
     ``batch_size`` images per forward pass (also the chunk along ``image``); ``splits`` and
     ``sigmas`` restrict the output to those splits and noise levels of the store (default: all; a
@@ -105,6 +120,7 @@ def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
     outside = [float(s) for s in sigmas if not lo - 1e-12 <= s <= hi + 1e-12]
     if outside:
         log.warning("σ %s outside the training range [%g, %g] of %s", outside, lo, hi, model)
+    clean = _clean_images(measurements, ds, splits)
     problem, preinverse = problem_from_config(config)
     preinverse = preinverse.to(device)
     n_images = ds.sizes["image"]
@@ -120,14 +136,16 @@ def infer_store(model: str | Path, measurements: str | Path, out: str | Path, *,
               for sl in store.chunk_slices(n_images, chunk)]
     with store.atomic_store(out) as tmp:
         store.create_template(tmp, coords=coords, sizes={"c": c, "h": h, "w": w}, attrs=attrs,
-                              variables={"xhat": store.VariableSpec(Y_DIMS, (1, chunk, 1, c, h, w))})
+                              variables={"xhat": store.VariableSpec(Y_DIMS, (1, chunk, 1, c, h, w)),
+                                         "psnr_truth": store.VariableSpec(Y_DIMS[:3], (1, chunk, 1), "float64")})
         y_var = ds["y"]
         for i, k, sl in progress_bar(blocks, enabled=progress, desc="infer", unit="block"):
             y = y_var.isel(split=all_splits.index(splits[i]), sigma=sigma_index[k], image=sl).values
             v = preinverse(torch.as_tensor(np.asarray(y, dtype=np.float32), device=device))
             with torch.no_grad():
                 xhat = net(v, float(sigmas[k])).cpu().numpy()
-            store.write_region(tmp, {"xhat": xhat[None, :, None]},
+            psnr_to_truth = psnr(xhat.astype(np.float32), clean[splits[i]][sl])
+            store.write_region(tmp, {"xhat": xhat[None, :, None], "psnr_truth": psnr_to_truth[None, :, None]},
                                region={"split": slice(i, i + 1), "image": sl, "sigma": slice(k, k + 1)})
         store.mark_complete(tmp)
     log.info("wrote %s: %d splits × %d images × %d σ", out, len(splits), n_images, len(sigmas))
