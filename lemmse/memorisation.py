@@ -11,8 +11,9 @@ cross-correlation ``c_g = Σ_{k} a_k (T_g t)_k`` computed by FFT in float64; the
 is then re-measured exactly (a direct difference), so the returned distance has no cancellation.
 
 :func:`memorisation_table` writes, for the test images of every memorisation store of a plan
-(MMSE, E-MMSE, LE-MMSE), the shift-aware and the plain distance of the estimate and the
-shift-aware distance of the clean image itself (the reference level).
+(MMSE, E-MMSE, LE-MMSE), the shift-aware and the plain distance of the estimate, the training image
+and shift reaching it (Fig. 3 draws that shifted image from them) and the shift-aware distance of the
+clean image itself (the reference level).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from lemmse.errors import LemmseInputError
 log = logging.getLogger(__name__)
 
 COLUMNS = ("dataset", "eval_dataset", "task", "preinverse", "estimator", "patch", "train_size", "sigma", "split",
-           "image", "distance", "distance_unshifted", "truth_distance")
+           "image", "distance", "distance_unshifted", "truth_distance", "nearest_index", "nearest_shift_h",
+           "nearest_shift_w")
 
 
 def _search(a: np.ndarray, train: np.ndarray, block: int, cached: list | None) -> tuple[float, int, tuple[int, int],
@@ -65,44 +67,40 @@ def _as_float(images: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.nda
     return images, train
 
 
-def shift_nearest_distance(images: np.ndarray, train: np.ndarray, *, block: int = 512,
-                           cache_bytes: int = 2**30) -> tuple[np.ndarray, np.ndarray]:
-    """``(shift-aware, unshifted)`` RMS distance of each image ``(n, C, H, W)`` to ``train (D, C, H, W)``.
-
-    Shift-aware: minimum over training images and all circular shifts; unshifted: over training
-    images only. Both float64 ``(n,)``. The training spectra are computed once when they take at
-    most ``cache_bytes``, else once per image.
+def shift_nearest(images: np.ndarray, train: np.ndarray, *, block: int = 512,
+                  cache_bytes: int = 2**30) -> dict[str, np.ndarray]:
+    """The nearest training image of each image ``(n, C, H, W)`` over ``train (D, C, H, W)`` and all
+    circular shifts: ``distance`` (shift-aware RMS distance), ``distance_unshifted`` (over training
+    images only), ``index`` and ``shift_h``/``shift_w`` (the ``(d, g)`` reaching ``distance``: ``T_g x_d``
+    is ``np.roll(train[d], (shift_h, shift_w), axis=(1, 2))``), each ``(n,)``. The training spectra are
+    computed once when they take at most ``cache_bytes``, else once per image.
     """
     images, train = _as_float(images, train)
     n, c, h, w = images.shape
     size = c * h * w
-    best_shift = np.empty(n)
-    best_plain = np.empty(n)
+    out = {name: np.empty(n) for name in ("distance", "distance_unshifted")}
+    out.update({name: np.empty(n, dtype=np.int64) for name in ("index", "shift_h", "shift_w")})
     # the conjugate spectra of the training blocks, kept when they fit in ``cache_bytes``
     spectrum_bytes = len(train) * c * h * (w // 2 + 1) * 16
     cached = [np.conj(np.fft.rfft2(train[s : s + block])) for s in range(0, len(train), block)] \
         if spectrum_bytes <= cache_bytes else None
     for i, a in enumerate(images):
-        _, top_d, top_g, plain, _ = _search(a, train, block, cached)
+        _, top_d, top_g, plain, plain_d = _search(a, train, block, cached)
         shifted = np.roll(train[top_d], shift=top_g, axis=(1, 2))
-        exact = float(((a - shifted) ** 2).sum())
-        best_shift[i] = np.sqrt(min(exact, plain) / size)
-        best_plain[i] = np.sqrt(plain / size)
-    return best_shift, best_plain
+        exact = float(((a - shifted) ** 2).sum())  # re-measured directly: no FFT cancellation
+        if plain < exact:
+            exact, top_d, top_g = plain, plain_d, (0, 0)
+        out["distance"][i] = np.sqrt(exact / size)
+        out["distance_unshifted"][i] = np.sqrt(plain / size)
+        out["index"][i], (out["shift_h"][i], out["shift_w"][i]) = top_d, top_g
+    return out
 
 
-def nearest_shifted(image: np.ndarray, train: np.ndarray, *, block: int = 512) -> tuple[float, int, tuple[int, int],
-                                                                                       np.ndarray]:
-    """The training image nearest to ``image (C, H, W)`` over all circular shifts (as in
-    :func:`shift_nearest_distance`): ``(RMS distance, training index, shift (dy, dx), T_g x_d)``."""
-    images, train = _as_float(np.asarray(image)[None], train)
-    a = images[0]
-    _, top_d, top_g, plain, plain_d = _search(a, train, block, None)
-    shifted = np.roll(train[top_d], shift=top_g, axis=(1, 2))
-    exact = float(((a - shifted) ** 2).sum())
-    if plain < exact:
-        top_d, top_g, shifted, exact = plain_d, (0, 0), train[plain_d], plain
-    return float(np.sqrt(exact / a.size)), int(top_d), top_g, shifted
+def shift_nearest_distance(images: np.ndarray, train: np.ndarray, *, block: int = 512,
+                           cache_bytes: int = 2**30) -> tuple[np.ndarray, np.ndarray]:
+    """``(shift-aware, unshifted)`` RMS distance of each image to the training set (:func:`shift_nearest`)."""
+    near = shift_nearest(images, train, block=block, cache_bytes=cache_bytes)
+    return near["distance"], near["distance_unshifted"]
 
 
 def memorisation_table(plan) -> pd.DataFrame:
@@ -118,7 +116,7 @@ def memorisation_table(plan) -> pd.DataFrame:
         xhat = est["xhat"].sel(split="test").transpose("image", "sigma", "c", "h", "w").values
         images, sigmas = est["image"].values, est["sigma"].values
         flat = xhat.reshape(-1, *xhat.shape[2:])
-        dist, plain = shift_nearest_distance(flat, train)
+        near = shift_nearest(flat, train)
         truth_dist, _ = shift_nearest_distance(truth[: len(images)], train)
         ii, ss = np.meshgrid(np.arange(len(images)), np.arange(len(sigmas)), indexing="ij")
         frames.append(pd.DataFrame({
@@ -126,7 +124,9 @@ def memorisation_table(plan) -> pd.DataFrame:
             "estimator": plan.kind(run), "patch": run.patch, "train_size": run.train_size,
             "sigma": sigmas[ss.ravel()].astype(np.float64), "split": "test",
             "image": images[ii.ravel()].astype(np.int64),
-            "distance": dist, "distance_unshifted": plain, "truth_distance": truth_dist[ii.ravel()]}))
+            "distance": near["distance"], "distance_unshifted": near["distance_unshifted"],
+            "truth_distance": truth_dist[ii.ravel()], "nearest_index": near["index"],
+            "nearest_shift_h": near["shift_h"], "nearest_shift_w": near["shift_w"]}))
         log.info("%s: shift-aware distances of %d estimates", run.store(plan.results), len(flat))
     return pd.concat(frames, ignore_index=True)[list(COLUMNS)] if frames else pd.DataFrame(columns=list(COLUMNS))
 

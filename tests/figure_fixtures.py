@@ -72,6 +72,20 @@ def analytic_table(rng: np.random.Generator) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*ANALYTIC_KEYS, *ANALYTIC_VALUES])
 
 
+def memorisation_table(analytic: pd.DataFrame, seed: int = 1) -> pd.DataFrame:
+    """A stand-in memorisation table (:mod:`lemmse.memorisation`) for the E-MMSE rows of ``analytic``: Fig. 3
+    reads each output's nearest shifted training image from it (random distances, indices below N and
+    shifts of an 8×8 image)."""
+    rng = np.random.default_rng(seed)
+    e = analytic[analytic["estimator"] == "emmse"]
+    keys = e[["dataset", "eval_dataset", "task", "preinverse", "estimator", "patch", "train_size", "sigma", "split",
+              "image"]].drop_duplicates().reset_index(drop=True)
+    n = len(keys)
+    return keys.assign(distance=rng.random(n), distance_unshifted=rng.random(n), truth_distance=rng.random(n),
+                       nearest_index=rng.integers(0, np.minimum(keys["train_size"], 1000)),
+                       nearest_shift_h=rng.integers(0, 8, n), nearest_shift_w=rng.integers(0, 8, n))
+
+
 def _save(ds: xr.Dataset, path: Path) -> None:
     from lemmse.store import save_dataset
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from figure_fixtures import DATASET, analytic_table, build_stores, metrics_table
+from figure_fixtures import DATASET, analytic_table, build_stores, memorisation_table, metrics_table
 from lemmse.errors import LemmseInputError
 from lemmse.figures import FIGURES, FigureInputs, Reference, StoreLayout, covered_figures, make_figure, write_captions
 from lemmse.figures.select import select
@@ -36,7 +36,8 @@ def world(tmp_path_factory) -> FigureInputs:
     for task in ("inpainting", "deconvolution"):
         compute_variance(root / "variance" / DATASET / f"{task}.zarr", root / "data" / f"{DATASET}.zarr",
                          task=task, sigma=0.1, draws=3, patch=3, train_size=10, n_images=1)
-    return FigureInputs(metrics_table(rng), analytic_table(rng), StoreLayout(root))
+    analytic = analytic_table(rng)
+    return FigureInputs(metrics_table(rng), analytic, StoreLayout(root), memorisation=memorisation_table(analytic))
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -180,7 +181,21 @@ def test_fig3_pairs_the_emmse_under_both_preinverses():
     assert sel.frame["psnr_est_truth"].tolist() == pytest.approx([0.1, 0.6, 1.0, 1.5, 10.0, 10.5] * 2)
     assert set(sel.stores) == {("analytic", "d", "d", t, p, "emmse", 0, 10) for t in ("deconvolution", "inpainting")
                                for p in ("identity", "pinv")} | {("measurements", "d", "deconvolution"),
-                                                                 ("measurements", "d", "inpainting"), ("data", "d")}
+                                                                 ("measurements", "d", "inpainting"), ("data", "d"),
+                                                                 ("memorisation",)}
+    assert sel.frame["nearest_index"].isna().all()  # no memorisation table: planned, not drawable
+    # the nearest shifted training image of each output comes from the memorisation table, never a search
+    memo = sel.frame[["dataset", "task", "preinverse", "train_size", "split", "image", "sigma"]].assign(
+        estimator="emmse", distance=np.arange(12) / 100, nearest_index=np.arange(12), nearest_shift_h=1,
+        nearest_shift_w=2)
+    other = memo.assign(estimator="mmse", distance=9.0)  # another estimator's row: not read
+    inputs.memorisation = pd.concat([memo, other])
+    with_memo = select("fig3_emmse", inputs, Reference(memorisation_train_size=10))
+    assert with_memo.frame["distance"].tolist() == pytest.approx(np.arange(12) / 100)
+    assert with_memo.frame["nearest_index"].tolist() == list(range(12))
+    inputs.memorisation = memo.iloc[1:]
+    with pytest.raises(LemmseInputError, match=r"memorisation table has no E-MMSE row .* \(rerun the memorisation_table"):
+        select("fig3_emmse", inputs, Reference(memorisation_train_size=10))
     # a task with one pre-inverse only is left out; none with both: not covered, naming the section
     sel = select("fig3_emmse", _inputs(analytic=_analytic(_emmse_rows() [:-10])), Reference())
     assert {t for _, t, _ in sel.facet_values()} == {"deconvolution"}

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from lemmse.figures import FIGURES, FigureInputs, Reference, Selection, StoreLayout, coverage, make_figure, selections
 from lemmse.tables import DIAGNOSTIC_VALUES
+from figure_fixtures import memorisation_table
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "config" / "paper.yaml"
@@ -249,6 +250,7 @@ def _tiny_stores(root: Path, keys: set[tuple], sigmas: list[float]) -> None:
     coords = {"split": ["train", "test"], "image": np.arange(2), "sigma": np.asarray(sigmas)}
     dims = ("split", "image", "sigma", "c", "h", "w")
     rng = np.random.default_rng(0)
+    keys = {k for k in keys if k[0] != "memorisation"}  # a table (figure_fixtures.memorisation_table), not a store
     datasets = {k[1] for k in keys if k[0] in ("data", "measurements")} | {k[2] for k in keys if k[0] != "data"
                                                                            and k[0] != "measurements"}
     for ds in datasets:
@@ -309,7 +311,7 @@ def test_covered_figures_render_on_random_subsets(paper, tmp_path_factory, data)
     covered = {n: s for n, s in selections(m, a, config=plan.config).items() if isinstance(s, Selection)}
     keys = {k for s in covered.values() for k in s.stores}
     _tiny_stores(root, keys, sorted(keep_sig))
-    inputs = FigureInputs(m, a, StoreLayout(root), plan.config["preinverses"])
+    inputs = FigureInputs(m, a, StoreLayout(root), plan.config["preinverses"], memorisation=memorisation_table(a))
     ref = Reference.from_config(plan.config)
     for name in covered:
         out = root / f"{name}.png"

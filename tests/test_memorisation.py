@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
 from lemmse.errors import LemmseInputError
-from lemmse.memorisation import shift_nearest_distance
+from lemmse.memorisation import shift_nearest, shift_nearest_distance
 
 
 def brute(images: np.ndarray, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +33,11 @@ def test_matches_brute_force(seed, n, d, c, h, w, block, cache):
     ref_s, ref_p = brute(images, train)
     np.testing.assert_allclose(shifted, ref_s, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(plain, ref_p, rtol=1e-12, atol=1e-14)
+    # the returned training image and shift reach the distance (what Fig. 3 draws)
+    near = shift_nearest(images, train, block=block)
+    for i, a in enumerate(images):
+        nearest = np.roll(train[near["index"][i]], (near["shift_h"][i], near["shift_w"][i]), axis=(1, 2))
+        assert np.sqrt(((a - nearest) ** 2).mean()) == pytest.approx(ref_s[i], rel=1e-12, abs=1e-14)
 
 
 def test_a_shifted_training_image_is_memorised():
@@ -41,6 +46,8 @@ def test_a_shifted_training_image_is_memorised():
     image = np.roll(train[2], (3, -2), axis=(1, 2))[None]
     shifted, plain = shift_nearest_distance(image, train)
     assert shifted[0] == 0.0 and plain[0] > 0.1
+    near = shift_nearest(image, train)
+    assert (near["index"][0], near["shift_h"][0], near["shift_w"][0]) == (2, 3, 6)  # -2 ≡ 6 (mod 8)
 
 
 def test_bad_shapes_are_refused():

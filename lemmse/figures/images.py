@@ -229,20 +229,19 @@ def draw_fig3(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
     B = I output, and the truth."""
     from lemmse.data import load_split
     from lemmse.metrics import psnr
-    from lemmse.memorisation import nearest_shifted
 
+    if sel.frame["nearest_index"].isna().any():
+        raise LemmseInputError("fig3_emmse: no memorisation table beside the tables (memorisation.parquet): it holds "
+                               "each E-MMSE output's nearest shifted training image")
     rows = sel.facet_values()
     fig, axes = style.new_figure(len(rows), 6, panel=(1.45, 1.6))
     stores = _Stores()
-    diffs, train_sets = [], {}
+    diffs = []
     for r, (ds, task, sigma) in enumerate(rows):
         cell = fix(sel.frame, dataset=ds, task=task)
         cell = cell[np.isclose(cell["sigma"], sigma)]
         first = cell.iloc[0]
         split, image, n = str(first["split"]), int(first["image"]), int(first["train_size"])
-        if (ds, n) not in train_sets:
-            train_sets[ds, n] = load_split(inputs.stores.data(ds), "train", n)
-        train = train_sets[ds, n]
         y = pick(stores(inputs.stores.measurements(ds, task)), "y", split=split, image=image, sigma=sigma)
         style.image_panel(axes[r, 0], y, f"y, σ = {sigma:g}")
         axes[r, 0].set_ylabel(f"{ds}, {task}\n{split} #{image}, N = {n}", fontsize=7)
@@ -251,8 +250,10 @@ def draw_fig3(sel: Selection, inputs: FigureInputs, out_png: Path, *, config_lab
             row = fix(cell, kind=kind).iloc[0]
             out = pick(stores(inputs.stores.analytic(ds, task, str(row["preinverse"]), "emmse", 0, n, ds)), "xhat",
                        split=split, image=image, sigma=sigma)
-            dist, index, shift, nearest = nearest_shifted(out, train)
-            outs[kind] = (out, index, shift, nearest)
+            dist, index = float(row["distance"]), int(row["nearest_index"])
+            shift = (int(row["nearest_shift_h"]), int(row["nearest_shift_w"]))
+            training = load_split(inputs.stores.data(ds), "train", index + 1)[index]
+            outs[kind] = (out, index, shift, np.roll(training, shift=shift, axis=(-2, -1)))
             name = "B = I" if kind == "identity" else "B = A⁺"
             style.image_panel(axes[r, c], out, f"E-MMSE, {name}\nd_aug = {dist:.3f}")
         a, b = outs["identity"][0], outs["pinv"][0]

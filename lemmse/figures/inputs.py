@@ -134,6 +134,9 @@ class FigureInputs:
     #: by ``__post_init__``: every figure and claim is about the σ-conditioned networks of the paper, and
     #: Fig. 5 draws these beside them.
     fixed_sigma: pd.DataFrame | None = None
+    #: The memorisation table (:mod:`lemmse.memorisation`, ``memorisation.parquet`` beside the others when the
+    #: workflow wrote it): Fig. 3 reads each E-MMSE output's nearest shifted training image from it.
+    memorisation: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
         self.metrics = _check_table(self.metrics, "metrics", METRICS_KEYS, METRICS_VALUES)
@@ -154,10 +157,13 @@ class FigureInputs:
     def load(cls, tables_dir: str | Path, results_dir: str | Path, *,
              preinverses: Mapping[str, Mapping[str, Any]] | None = None,
              variance_stores: Mapping[str, Path] | None = None) -> "FigureInputs":
-        """Read ``metrics`` and ``analytic`` (``.parquet``, else ``.csv``) from ``tables_dir``."""
+        """Read ``metrics`` and ``analytic`` (``.parquet``, else ``.csv``) from ``tables_dir``, and
+        ``memorisation.parquet`` when it is there."""
         tables = {name: read_table(Path(tables_dir), name) for name in ("metrics", "analytic")}
+        memorisation = Path(tables_dir) / "memorisation.parquet"
         return cls(tables["metrics"], tables["analytic"], StoreLayout(Path(results_dir)),
-                   dict(preinverses or DEFAULT_PREINVERSES), variance_stores)
+                   dict(preinverses or DEFAULT_PREINVERSES), variance_stores,
+                   memorisation=pd.read_parquet(memorisation) if memorisation.is_file() else None)
 
     # -- pre-inverse labels ----------------------------------------------------------------------------
     def preinverse_spec(self, label: str) -> PreInverse:

@@ -613,12 +613,36 @@ def select_fig3(inputs: FigureInputs, ref: Reference) -> Selection:
                              "psnr_est_truth": float(d["psnr_est_truth"].iloc[0]) if len(d) else np.nan})
                 stores.append(("analytic", ds, ds, task, pre, "emmse", 0, int(n)))
         stores += [("measurements", ds, task), ("data", ds)]
-    frame = pd.DataFrame(rows)  # deconvolution (they coincide) before inpainting (they differ), B = I first
+    frame = _with_nearest_shifted(pd.DataFrame(rows), inputs.memorisation)
+    stores.append(("memorisation",))  # the memorisation table: each output's nearest shifted training image
+    # deconvolution (they coincide) before inpainting (they differ), B = I first
     frame = frame.assign(_t=frame["task"].map({"deconvolution": 0, "inpainting": 1})).sort_values(
         ["_t", "sigma", "kind"], kind="stable").drop(columns="_t")
     frame = sort_frame(frame, ["dataset"])
     return Selection(name, frame, ("dataset", "task", "sigma"), ("kind",), {"split": split},
                      list(dict.fromkeys(stores)))
+
+
+#: What Fig. 3 reads of the memorisation table (:data:`lemmse.memorisation.COLUMNS`) for each E-MMSE output.
+NEAREST_SHIFTED = ("distance", "nearest_index", "nearest_shift_h", "nearest_shift_w")
+
+
+def _with_nearest_shifted(frame: pd.DataFrame, memorisation: pd.DataFrame | None) -> pd.DataFrame:
+    """Fig. 3's rows with the shift-aware distance of each E-MMSE output to the training set and the
+    shifted training image reaching it (index and shift), from the memorisation table (NaN without one:
+    planning); the figure never searches the training set itself."""
+    if memorisation is None:
+        return frame.assign(**{c: np.nan for c in NEAREST_SHIFTED})
+    keys = ["dataset", "task", "preinverse", "train_size", "split", "image", "sigma"]
+    table = memorisation[memorisation["estimator"] == "emmse"][[*keys, *NEAREST_SHIFTED]]
+    merged = frame.merge(table, on=keys, how="left", validate="one_to_one")
+    missing = merged[merged["distance"].isna()]
+    if len(missing):
+        row = missing.iloc[0]
+        raise LemmseInputError(f"fig3_emmse: the memorisation table has no E-MMSE row for {row['dataset']}, "
+                               f"{row['task']}, {row['preinverse']}, N = {row['train_size']}, {row['split']} image "
+                               f"{row['image']}, σ = {row['sigma']:g} (rerun the memorisation_table rule)")
+    return merged
 
 
 def select_fig7(inputs: FigureInputs, ref: Reference) -> Selection:

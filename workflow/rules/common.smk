@@ -228,6 +228,8 @@ def store_path(key):
         return str(L.measurements(*rest))
     if kind == "data":
         return str(L.data(*rest))
+    if kind == "memorisation":
+        return str(L.table("memorisation.parquet"))
     raise WorkflowError(f"unknown store kind {kind!r} in {key}")
 
 
