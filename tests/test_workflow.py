@@ -93,6 +93,49 @@ def test_every_stage_and_table(tiny_run, tiny_plan):
 
 
 @pytest.mark.slow
+def test_one_row_recomputed_from_scratch(tiny_run, tiny_plan):
+    """One metrics row of the fixed-σ network (σ = 0.5) rebuilt outside the workflow: the LE-MMSE from
+    the prepared data and the measurement by :func:`lemmse.estimators.estimate`, the network's output from
+    its checkpoint on B y, and the PSNRs in float64 — against the stores and the gathered table."""
+    from lemmse.data import load_clean, load_split
+    from lemmse.estimators import estimate
+    from lemmse.operators import make_problem
+    from lemmse.plan.sweep import estimate_options
+    from lemmse.training.infer import load_trained
+
+    results = _results(tiny_run, tiny_plan)
+    comparison = next(c for c in tiny_plan.comparisons if c.evaluation.run.noise.fixed)
+    run, net_run = comparison.analytic, comparison.evaluation.run
+    sigma, split, image = 0.5, "test", 1
+    y = xr.open_zarr(results / "measurements" / run.eval_dataset / f"{run.task}.zarr")["y"].sel(
+        split=split, image=image, sigma=sigma).values[None]
+    train = load_split(results / "data" / f"{run.dataset}.zarr", "train", count=run.train_size)
+    options = estimate_options(tiny_plan.config, run)
+    xhat = estimate(torch.from_numpy(train), torch.from_numpy(y), sigma=sigma, **options).xhat.numpy()[0]
+    stored = xr.open_zarr(run.store(results))["xhat"].sel(split=split, image=image, sigma=sigma).values
+    np.testing.assert_allclose(stored, xhat, atol=1e-5)
+
+    net, _, _ = load_trained(net_run.directory(results))
+    problem = make_problem(run.task, y.shape[-2:])
+    with torch.no_grad():
+        out = net(problem.preinverse(options["preinverse"])(torch.from_numpy(y)), sigma).numpy()[0]
+    evaluation = xr.open_zarr(comparison.evaluation.store(results))
+    assert list(evaluation["sigma"].values) == [sigma]  # evaluated at its own σ only
+    np.testing.assert_allclose(evaluation["xhat"].sel(split=split, image=image, sigma=sigma).values, out, atol=1e-5)
+
+    truth = load_clean(results / "measurements" / run.eval_dataset / f"{run.task}.zarr", split)[image]
+    psnr = lambda a, b: 10 * np.log10(1 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))  # noqa: E731
+    metrics = pd.read_parquet(results / "tables" / "metrics.parquet")
+    row = metrics[(metrics["train_sigma"] == net_run.spec) & (metrics["arch"] == net_run.arch)
+                  & (metrics["split"] == split) & (metrics["image"] == image)]
+    assert len(row) == 1 and row["sigma"].iloc[0] == sigma
+    assert row["psnr_net_est"].iloc[0] == pytest.approx(psnr(out, xhat), abs=1e-3)
+    assert row["psnr_est_truth"].iloc[0] == pytest.approx(psnr(xhat, truth), abs=1e-3)
+    assert row["psnr_net_truth"].iloc[0] == pytest.approx(psnr(out, truth), abs=1e-3)
+    assert row["psnr_input_est"].iloc[0] == pytest.approx(psnr(y[0], xhat), abs=1e-3)  # denoising: B y = y
+
+
+@pytest.mark.slow
 def test_every_covered_figure_and_the_claims(tiny_run, tiny_plan):
     results = _results(tiny_run, tiny_plan)
     metrics, analytic = planned_tables(tiny_plan)
