@@ -17,13 +17,14 @@ its exponent and the top ``HI`` bits of its mantissa, i.e. ``v ∈ [2^e (1 + h/2
 2^e (1 + (h + 1)/2^HI))``: ``2^HI`` bins per octave, of log-width at most ``δ = log(1 + 2^-HI)``,
 with ``HI`` (:func:`hi_bits`, 7 or 8) the fewest bits for which ``δ ≤ W/2048``, the widest bin of
 the former two-pass counter (``δ ≈ 0.0039`` below ~70 000 keys, ≈ 0.0078 above). With float32
-weights a key adds ``2^S + (its low mantissa bits)`` to one int64 per bin (``S``:
-:attr:`MassHistogram.count_bits`): the bin's count is the sum's high part and its mass, exactly
-the sum of the keys' ``v``, follows from the low part — one integer scatter per key, every sum
-exact. With float64 weights (the checking path) the bin
+weights (and fewer than 2^20 keys) a key adds ``2^S + (its mantissa)`` to one int64 per bin
+(``S``: :attr:`MassHistogram.count_bits`): the sum's high part is the bin's count, its low part
+the sum of the mantissas, from which the mass (exactly the sum of the keys' ``v``) follows; sums
+over the bins of one octave decode the same way, so the crossing is searched on group sums read
+in one pass. One integer scatter per key, every sum exact. With float64 weights (the checking path) the bin
 holds an int32 count and the float64 sum of the ``v``. When ``m`` passes the anchor, the anchor
 moves up by whole octaves: ``v`` halves per octave, which moves every key ``2^HI`` bins down
-and leaves its low bits unchanged, so the row shifts by whole columns and nothing is rounded;
+and leaves its mantissa unchanged, so the row shifts by whole columns and nothing is rounded;
 bins shifted past the window's bottom (which lies more than ``W`` below ``m``) are dropped.
 Keys below the window go to discarded underflow columns; per-image maxima tell which (query,
 image) pairs hold any key inside the window, and when few do (small σ) only those are histogrammed.
@@ -142,15 +143,18 @@ class MassHistogram:
         self.low_bits = self.float.mantissa - self.hi_bits
         columns = histogram_columns(n_keys, fraction)
         self.n_bins = columns - UNDERFLOW
-        top = (self.float.bias + self.float.scale) << self.hi_bits  # bin of v = 2^scale, the largest
+        # the window: whole octaves, the top one that of v = 2^scale (the largest v), so that every
+        # group of GROUP bins lies within one octave
+        top_octave = (self.float.bias + self.float.scale) << self.hi_bits
         #: column of a bin = (bits of v >> low_bits) - offset; the window's bins come after the underflow
-        self.offset = top - self.n_bins + 1 - UNDERFLOW
+        self.offset = top_octave + (1 << self.hi_bits) - self.n_bins - UNDERFLOW
         #: anchor per query in octaves (A = anchor·log 2); -inf before the first key
         self.anchor = torch.full((n_queries,), -math.inf, dtype=torch.float64, device=device)
-        #: float32 weights, fewer than 2^24 keys: count·2^count_bits + low bits in one int64 per bin
-        self.packed = dtype == torch.float32 and n_keys < 2**24
+        #: float32 weights, fewer than 2^20 keys: count·2^count_bits + mantissas in one int64 per bin
+        #: (K keys of at most 2^count_bits + 2^mantissa each never reach 2^63)
+        self.packed = dtype == torch.float32 and n_keys < 2**20
         if self.packed:
-            self.count_bits = self.low_bits + max(1, math.ceil(math.log2(n_keys + 1)))
+            self.count_bits = self.float.mantissa + max(1, math.ceil(math.log2(n_keys + 1)))
             self.sums = torch.zeros(n_queries, columns, dtype=torch.int64, device=device)
         else:
             self.count = torch.zeros(n_queries, columns, dtype=torch.int32, device=device)
@@ -197,9 +201,9 @@ class MassHistogram:
         return torch.maximum(index, self._underflow(v.shape[1]), out=index)
 
     def _values(self, v: torch.Tensor) -> torch.Tensor:
-        """Packed: ``2^count_bits + low bits of v`` per key (int64)."""
+        """Packed: ``2^count_bits + mantissa of v`` per key (int64)."""
         out = self._buffer("values", v.shape, torch.int64)
-        torch.bitwise_and(v.view(self.float.bits), (1 << self.low_bits) - 1, out=out)
+        torch.bitwise_and(v.view(self.float.bits), (1 << self.float.mantissa) - 1, out=out)
         return out.add_(1 << self.count_bits)
 
     def _scatter(self, rows: slice, index: torch.Tensor, v: torch.Tensor) -> None:
@@ -270,73 +274,82 @@ class MassHistogram:
     # reading
     # ------------------------------------------------------------------------------------------
 
-    def _decoded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Count (int64) and mass (float64, sum of ``v``) of every window bin ``(Q, n_bins)``, lowest first."""
-        h = torch.arange(self.n_bins, device=self.anchor.device) + (self.offset + UNDERFLOW)
-        exponent, hi = h >> self.hi_bits, h & ((1 << self.hi_bits) - 1)
-        unit = torch.exp2((exponent - self.float.bias - self.float.mantissa).to(torch.float64))
-        if not self.packed:
-            return self.count[:, UNDERFLOW:].to(torch.int64), self.mass[:, UNDERFLOW:]
-        sums = self.sums[:, UNDERFLOW:]
-        count = sums >> self.count_bits
-        # v = unit·(2^mantissa + hi·2^low_bits + low bits): mass = count·base + (sum - count·2^S)·unit
-        base = ((1 << self.float.mantissa) + (hi << self.low_bits) - (1 << self.count_bits)).to(torch.float64) * unit
-        return count, sums.to(torch.float64) * unit + count.to(torch.float64) * base
+    def _unit(self, column: torch.Tensor) -> torch.Tensor:
+        """``2^(exponent - bias - mantissa)`` of the window bins ``column`` (0 = lowest): ``v = unit·(2^mantissa + m)``."""
+        exponent = (column + self.offset + UNDERFLOW) >> self.hi_bits
+        return torch.exp2((exponent - self.float.bias - self.float.mantissa).to(torch.float64))
 
-    def _edges(self) -> torch.Tensor:
-        """Upper edge of the ``v`` of every window bin ``(n_bins,)`` float64, lowest first."""
-        h = torch.arange(self.n_bins, device=self.anchor.device) + (self.offset + UNDERFLOW)
-        exponent, hi = h >> self.hi_bits, h & ((1 << self.hi_bits) - 1)
-        return torch.exp2((exponent - self.float.bias).to(torch.float64)) * (1.0 + (hi + 1) / 2.0**self.hi_bits)
+    def _top(self, column: torch.Tensor) -> torch.Tensor:
+        """Upper edge of ``v`` in the window bins ``column`` (float64)."""
+        hi = (column + self.offset + UNDERFLOW) & ((1 << self.hi_bits) - 1)
+        return self._unit(column) * 2.0**self.float.mantissa * (1.0 + (hi + 1) / 2.0**self.hi_bits)
+
+    def _decode(self, sums: torch.Tensor, unit: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Count and mass (sum of ``v``) of packed sums over bins of one octave (``unit`` broadcast)."""
+        count = sums >> self.count_bits
+        mantissas = sums & ((1 << self.count_bits) - 1)
+        return count, (count.to(torch.float64) * 2.0**self.float.mantissa + mantissas.to(torch.float64)) * unit
+
+    def _groups(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Count (int64) and mass (float64, sum of ``v``) of every group of GROUP window bins ``(Q, G)``,
+        lowest first: one pass over the table (a group lies within one octave, where packed sums add)."""
+        q, groups = self.anchor.shape[0], self.n_bins // GROUP
+        if self.packed:
+            sums = self.sums[:, UNDERFLOW:].unflatten(1, (groups, GROUP)).sum(dim=2)
+            return self._decode(sums, self._unit(torch.arange(groups, device=sums.device) * GROUP))
+        count = self.count[:, UNDERFLOW:].unflatten(1, (groups, GROUP)).sum(dim=2, dtype=torch.int64)
+        return count, self.mass[:, UNDERFLOW:].unflatten(1, (groups, GROUP)).sum(dim=2)
+
+    def _bins(self, group: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Count and mass of the GROUP bins of one group per row ``(Q, GROUP)``."""
+        columns = UNDERFLOW + group[:, None] * GROUP + torch.arange(GROUP, device=group.device)
+        if self.packed:
+            return self._decode(self.sums.gather(1, columns), self._unit(columns - UNDERFLOW))
+        return self.count.gather(1, columns).to(torch.int64), self.mass.gather(1, columns)
 
     def bounds(self, log_z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(k_lo, k_hi)`` ``(Q,)`` int64: the exact count ``k*`` lies in ``[k_lo, k_hi]``.
 
         ``log_z`` ``(Q,)`` float64: the estimate's ``log Σ_k e^{l_k}``. The crossing bin is the
         first from the top whose cumulative mass reaches ``f`` (the lowest bin if rounding left
-        none), or the lowest non-empty bin if that comes first; it is searched on sums of
+        none), or the lowest non-empty bin if that comes first; it is searched on the sums of
         :data:`GROUP` bins, then inside one group.
         """
-        q, groups = self.anchor.shape[0], self.n_bins // GROUP
-        count, mass = self._decoded()
+        groups = self.n_bins // GROUP
         # v = w·Z·e^{-A}·2^scale: normalised weights w = v·norm
         norm = torch.exp(self.anchor * math.log(2) - log_z.to(torch.float64) - self.float.scale * math.log(2))
-        mass = mass * norm[:, None]
-        count, mass = count.unflatten(1, (groups, GROUP)), mass.unflatten(1, (groups, GROUP))
-        group_count, group_mass = count.sum(dim=2), mass.sum(dim=2)
+        group_count, group_mass = self._groups()
+        group_mass = group_mass * norm[:, None]
         # mass and count of the groups above each group (the heavier ones)
         above_mass = group_mass.flip(1).cumsum(dim=1).flip(1) - group_mass
         above_count = group_count.flip(1).cumsum(dim=1).flip(1) - group_count
-        offsets = torch.arange(GROUP, device=count.device)
-        groups_index = torch.arange(groups, device=count.device)
-
-        def one_group(table: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-            return table.gather(1, g[:, None, None].expand(q, 1, GROUP)).squeeze(1)
+        offsets = torch.arange(GROUP, device=group_mass.device)
+        groups_index = torch.arange(groups, device=group_mass.device)
 
         def taken(table: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
             return table.gather(1, g[:, None]).squeeze(1)
 
         # the highest group whose cumulative mass from the top reaches f, else group 0
-        reach = (above_mass + group_mass) >= self.fraction
-        g = (reach.to(torch.int64) * groups_index).amax(dim=1)
-        m = one_group(mass, g)
+        g = (((above_mass + group_mass) >= self.fraction).to(torch.int64) * groups_index).amax(dim=1)
+        m = self._bins(g)[1] * norm[:, None]
         inside = (taken(above_mass, g)[:, None] + m.flip(1).cumsum(dim=1).flip(1)) >= self.fraction
         crossing = g * GROUP + (inside.to(torch.int64) * offsets).amax(dim=1)
         # the lowest non-empty bin
         g = torch.where(group_count > 0, groups_index, groups).amin(dim=1).clamp(max=groups - 1)
-        c = one_group(count, g)
+        c = self._bins(g)[0]
         lowest = g * GROUP + torch.where(c > 0, offsets, GROUP).amin(dim=1).clamp(max=GROUP - 1)
         j = torch.maximum(crossing, lowest)
 
         g, o = torch.div(j, GROUP, rounding_mode="floor"), j % GROUP
-        c, m = one_group(count, g), one_group(mass, g)
+        c, m = self._bins(g)
+        m = m * norm[:, None]
         higher = offsets[None, :] > o[:, None]
         n_bin = c.gather(1, o[:, None]).squeeze(1).to(torch.float64)
         m_bin = m.gather(1, o[:, None]).squeeze(1)
         mass_above = taken(above_mass, g) + (m * higher).sum(dim=1)
         count_above = taken(above_count, g) + (c * higher).sum(dim=1)
         rest = torch.clamp(self.fraction - mass_above, min=0.0)
-        top_weight = self._edges()[j] * norm
+        top_weight = self._top(j) * norm
         n_safe = n_bin.clamp(min=1.0)
         k_hi = torch.ceil(rest / (m_bin / n_safe) * (1.0 - ROUNDING)).clamp(min=1.0)
         k_hi = torch.where(m_bin > 0, torch.minimum(k_hi, n_safe), n_safe)
