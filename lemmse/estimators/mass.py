@@ -71,10 +71,14 @@ UNDERFLOW = 64
 #: Below this fraction of (query, image) pairs holding a key inside the window, only those pairs
 #: are histogrammed (gathered); above it, every key of the tile.
 LIVE_FRACTION = 0.2
-#: Rows of a tile histogrammed at a time (their scratch stays in cache between the steps).
-CHUNK_ROWS = 64
+#: Rows of a tile histogrammed at a time: their histogram rows (~56 kB each) and scratch fit in
+#: a core's L2 cache.
+CHUNK_ROWS = 16
 #: Columns per group when the crossing is searched (group sums first, then one group's columns).
 GROUP = 64
+#: Read a chunk's histogram rows in one sequential pass before scattering into them: the scatter's
+#: random accesses then hit cache instead of each waiting on memory (measured 6x faster scatters).
+PREFETCH = True
 #: Relative slack of the ceilings of the bound (mass sums and their scaling are rounded).
 ROUNDING = 1e-12
 
@@ -208,7 +212,10 @@ class MassHistogram:
 
     def _scatter(self, rows: slice, index: torch.Tensor, v: torch.Tensor) -> None:
         if self.packed:
-            self.sums[rows].scatter_add_(1, index, self._values(v))
+            target = self.sums[rows]
+            if PREFETCH:
+                target.amax()  # the value is not needed: the read brings the rows into cache
+            target.scatter_add_(1, index, self._values(v))
         else:
             self.count[rows].scatter_add_(1, index, self._ones(v.numel()).view(v.shape))
             self.mass[rows].scatter_add_(1, index, v.to(torch.float64))
