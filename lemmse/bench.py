@@ -21,6 +21,14 @@ For every configuration the run reports, all measured in this one run:
   ``shared/bench/README.md`` were measured elsewhere; compare GEMM fractions instead);
 * the max abs difference of the float32 output from that float64 output (the float64 path itself
   is checked against an independent brute force by the test suite).
+
+``--diagnostics`` measures instead what the LE-MMSE diagnostics cost on their problem (issue 12):
+digits trained on the first D = 300, P = 5, every path of ``DIAGNOSTIC_PATHS`` (``--quick``:
+denoising only), σ from 0.01 (almost every key far below the largest) to 0.8 (almost every key
+within the 99 %-mass window). Per configuration and σ, best of ``--repeats`` interleaved calls
+on ``--images`` measurements: seconds per image of the estimate alone, and the ratios of the
+estimate with the densities and source maps (``mass=False``), and with every diagnostic, to it —
+ratios of times measured in this one run, never an absolute target.
 """
 from __future__ import annotations
 
@@ -44,6 +52,11 @@ BLUR_STD = 1.0
 #: (task, pre-inverse) pairs of the problem.
 PATHS = (("denoising", "identity"), ("inpainting", "identity"), ("inpainting", "pinv"),
          ("deconvolution", "identity"))
+#: The diagnostics problem (``--diagnostics``): training images, patch, paths and noise levels.
+DIAGNOSTIC_TRAIN = 300
+DIAGNOSTIC_PATCH = 5
+DIAGNOSTIC_PATHS = PATHS + (("deconvolution", "pinv"),)
+DIAGNOSTIC_SIGMAS = (0.01, 0.05, 0.2, 0.8)
 
 
 @dataclass(frozen=True)
@@ -174,6 +187,65 @@ def run_config(arrays, config: Config, *, sigma: float, images: int, check_image
     return Row(config, n, best / n, flops / best / 1e9, rate, error, float64_seconds)
 
 
+@dataclass(frozen=True)
+class DiagnosticsRow:
+    """Best seconds of one configuration at one σ: estimate alone, + densities and sources, + all."""
+
+    config: Config
+    sigma: float
+    images: int
+    estimate_seconds: float
+    lean_seconds: float
+    full_seconds: float
+
+    @property
+    def lean_ratio(self) -> float:
+        """Estimate with densities and source maps (``mass=False``) over the estimate alone."""
+        return self.lean_seconds / self.estimate_seconds
+
+    @property
+    def full_ratio(self) -> float:
+        """Estimate with every diagnostic over the estimate alone."""
+        return self.full_seconds / self.estimate_seconds
+
+
+def diagnostic_configs(quick: bool) -> list[Config]:
+    paths = DIAGNOSTIC_PATHS[:1] if quick else DIAGNOSTIC_PATHS
+    return [Config("digits", DIAGNOSTIC_TRAIN, DIAGNOSTIC_PATCH, task, pre) for task, pre in paths]
+
+
+def run_diagnostics(arrays, config: Config, *, sigma: float, images: int, repeats: int,
+                    device: str) -> DiagnosticsRow:
+    """Time the estimate alone, with densities and sources, and with every diagnostic (interleaved)."""
+    import torch
+
+    from lemmse.estimators import estimate
+
+    train, y = measurements(arrays, config, sigma, images)
+    kwargs = dict(task=config.task, estimator="lemmse", sigma=sigma, preinverse=config.preinverse,
+                  patch=config.patch, device=device, **operator_options(config.task))
+    modes = {"estimate": {}, "lean": {"diagnostics": True, "mass": False}, "full": {"diagnostics": True}}
+    best = dict.fromkeys(modes, math.inf)
+    for _ in range(repeats):
+        for mode, extra in modes.items():
+            start = time.perf_counter()
+            estimate(train, y, **kwargs, **extra)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            best[mode] = min(best[mode], time.perf_counter() - start)
+    return DiagnosticsRow(config, sigma, y.shape[0], best["estimate"], best["lean"], best["full"])
+
+
+def format_diagnostics(rows: list[DiagnosticsRow]) -> str:
+    """A Markdown table of the diagnostics' cost, as ratios to the estimate alone."""
+    lines = ["| configuration | σ | images | estimate s/image | + densities, sources (× estimate) | "
+             "+ 99 % mass too (× estimate) |", "|" + "---|" * 6]
+    for r in rows:
+        lines.append(f"| {r.config.label} | {r.sigma:g} | {r.images} | {r.estimate_seconds / r.images:.4f} | "
+                     f"{r.lean_ratio:.2f}× | {r.full_ratio:.2f}× |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[Row], sigma: float) -> str:
     """A Markdown table of the rows."""
     head = (f"| configuration (σ = {sigma:g}) | images | s/image | GFLOP/s | of fp32 matmul | "
@@ -203,6 +275,8 @@ def run(args: argparse.Namespace) -> int:
         bench_hook(args.rates_out, config=args.rates_config, device=device, clock=args.rates_clock)
         return 0
     arrays = load_problem(args.data)
+    if args.diagnostics:
+        return _run_diagnostics(arrays, args, device)
     configs = problem_configs(args.quick)
     available = {"digits": arrays["digits16"].shape[0] - DIGITS_TEST_START,
                  "color": arrays["color16"].shape[0] - COLOR_TEST_START}
@@ -235,6 +309,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_diagnostics(arrays, args: argparse.Namespace, device: str) -> int:
+    """``--diagnostics``: the cost table of the diagnostics, optionally as CSV."""
+    from lemmse.errors import LemmseInputError
+
+    available = arrays["digits16"].shape[0] - DIGITS_TEST_START
+    if args.images > available:
+        raise LemmseInputError(f"--images {args.images} exceeds the {available} digits test images")
+    rows = []
+    for config in diagnostic_configs(args.quick):
+        for sigma in DIAGNOSTIC_SIGMAS:
+            row = run_diagnostics(arrays, config, sigma=sigma, images=args.images, repeats=args.repeats, device=device)
+            log.info("%s σ=%g: estimate %.4f s/image, + densities and sources %.2fx, + 99 %% mass %.2fx",
+                     config.label, sigma, row.estimate_seconds / row.images, row.lean_ratio, row.full_ratio)
+            rows.append(row)
+    sys.stdout.write(format_diagnostics(rows) + "\n")
+    if args.csv is not None:
+        import pandas as pd
+
+        pd.DataFrame([{"dataset": r.config.dataset, "train_size": r.config.train_size, "patch": r.config.patch,
+                       "task": r.config.task, "preinverse": r.config.preinverse, "sigma": r.sigma,
+                       "images": r.images, "estimate_seconds": r.estimate_seconds,
+                       "densities_sources_seconds": r.lean_seconds, "all_diagnostics_seconds": r.full_seconds,
+                       "densities_sources_ratio": r.lean_ratio, "all_diagnostics_ratio": r.full_ratio}
+                      for r in rows]).to_csv(args.csv, index=False)
+        log.info("wrote %s", args.csv)
+    return 0
+
+
 DESCRIPTION = __doc__.split("\n\n", 1)[1].replace("``", "`")
 
 
@@ -261,6 +363,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads. Default: torch's choice (all cores).")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N. Default: cpu.")
+    p.add_argument("--diagnostics", action="store_true",
+                   help="instead of the table, time the LE-MMSE diagnostics against the estimate alone on their "
+                        f"problem (digits, D = {DIAGNOSTIC_TRAIN}, P = {DIAGNOSTIC_PATCH}, σ in "
+                        f"{', '.join(map(str, DIAGNOSTIC_SIGMAS))}; --quick: denoising only) and print the ratios. "
+                        "16 to 32 --images are typical.")
     p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
                    help="also write the table as CSV (one row per configuration).")
     p.add_argument("--rates-out", type=Path, default=None, metavar="FILE",

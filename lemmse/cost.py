@@ -8,9 +8,9 @@ r"""The cost of a planned sweep, before anything runs: FLOPs per job and predict
   B = A⁺ for inpainting every patch counts as fully observed: an upper bound). MMSE:
   ``Q = m, K = N, F = C·H·W``; E-MMSE: the dense equivalent of all ``H·W`` circular shifts,
   ``K = N·H·W, F = C·H·W`` (its FFT does less: an upper bound). A plain LE-MMSE store also
-  computes the diagnostics; their extra (mass) passes cost ``diagnostics_factor`` times a plain
-  pass, a factor measured by :func:`measure_rates` (the FLOPs columns count ``1 + MASS_PASSES``
-  passes for such a call).
+  computes the diagnostics; they cost ``diagnostics_factor`` times a plain call, a factor measured
+  by :func:`measure_rates` (the FLOPs columns count ``1 + MASS_PASSES`` passes for such a call: the
+  99 %-mass histogram is filled in the estimate's own pass, so one).
 * ``analytic_shard``: one estimator call per split on ``images_per_shard × sigmas_per_shard``
   measurements; ``variance``: one call per pre-inverse (B = I, A⁺) on ``draws × images``.
 * ``train_network``: ``steps ×`` the forward + backward FLOPs of the network on one batch
@@ -211,7 +211,8 @@ def estimator_work(plan: Plan, run: AnalyticRun, measurements: int) -> Estimator
     if kind == "emmse":
         return EstimatorWork(measurements, run.train_size * h * w, c * h * w)
     samples = int(plan.config["estimators"][run.estimator]["samples"]) if kind == "smoothed" else 1
-    # the diagnostics' cost is their mass pass (Plan.wants_mass); densities and sources ride on the estimate
+    # the diagnostics' cost is their mass histogram (Plan.wants_mass), filled in the estimate's own pass
+    # (MASS_PASSES = 0) and priced by the measured diagnostics_factor; densities and sources ride on it too
     return EstimatorWork(measurements * samples * h * w, run.train_size * h * w, c * run.patch**2,
                          diagnostics=kind == "lemmse" and plan.wants_mass(run))
 

@@ -1,13 +1,15 @@
-"""The one-pass 99 %-mass counter against the sorted cumulative sum (float64), and the source maps
-of the streaming accumulator against a direct computation.
+"""The 99 %-mass histogram folded into the streaming accumulator against the sorted cumulative sum
+(float64), and the source maps of the accumulator against a direct computation.
 
-For random logits streamed in blocks: the reported count ``k_hi`` reaches the fraction (it is an
-upper bound), the exact count ``k*`` lies in ``[k_lo, k_hi]``, and ``k_hi - k*`` is below the
-documented ``1 + (e^δ - 1)·n`` with ``n`` the keys within ``δ`` of the crossing key.
+For random logits streamed in blocks (the running maximum jumps, so the histogram's anchor moves
+and its rows shift): the reported count ``k_hi`` reaches the fraction (it is an upper bound), the
+exact count ``k*`` lies in ``[k_lo, k_hi]``, and ``k_hi - k*`` is below the documented
+``1 + (e^δ - 1)·n`` with ``n`` the keys within ``δ`` of the crossing key.
 """
 from __future__ import annotations
 
 import math
+from unittest import mock
 
 import numpy as np
 import torch
@@ -15,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lemmse.estimators.accumulator import StreamingSoftmax
-from lemmse.estimators.mass import MassCounter
+from lemmse.estimators import mass as mass_module
+from lemmse.estimators.mass import MassHistogram, bin_width, window_width
 
 
 def exact_counts(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -27,42 +30,89 @@ def exact_counts(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.nd
     return k, ordered
 
 
-def stream_counts(logits: np.ndarray, block: int, fraction: float, bins: int):
+def stream_counts(logits: np.ndarray, block: int, fraction: float, dtype=torch.float64, group: int = 1,
+                  live_fraction: float | None = None):
+    """``(k_lo, k_hi)`` of the histogram of an accumulator fed ``logits`` in blocks of ``block`` images
+    of ``group`` keys (``live_fraction``: force the gathered (2.0) or the dense (0.0) path)."""
     t = torch.from_numpy(logits)
-    log_z = torch.logsumexp(t, dim=1)
-    counter = MassCounter(t.amax(dim=1), log_z, t.shape[1], fraction, bins)
-    for start in range(0, t.shape[1], block):
-        counter.update(slice(0, t.shape[0]), t[:, start : start + block].clone())
-    k_lo, k_hi = counter.bounds()
-    return k_lo.numpy(), k_hi.numpy(), counter.width.numpy()
+    acc = StreamingSoftmax(t.shape[0], 1, dtype=dtype, mass=MassHistogram(t.shape[0], t.shape[1], fraction=fraction,
+                                                                          dtype=dtype))
+    values = torch.ones(t.shape[1], 2, dtype=dtype)
+    step = block * group
+    with mock.patch.object(mass_module, "LIVE_FRACTION", mass_module.LIVE_FRACTION if live_fraction is None
+                           else live_fraction):
+        for start in range(0, t.shape[1], step):
+            cols = slice(start, start + step)
+            acc.update(slice(0, t.shape[0]), t[:, cols].contiguous(), values[cols], first_owner=start // group,
+                       group=group)
+    k_lo, k_hi = acc.mass_bounds()
+    return k_lo.numpy(), k_hi.numpy(), acc.mass.delta
 
 
-@settings(max_examples=40)
-@given(seed=st.integers(0, 2**31 - 1), n_keys=st.integers(1, 3000), scale=st.sampled_from([0.01, 1.0, 10.0, 300.0]),
-       block=st.integers(1, 700), ties=st.booleans(), bins=st.sampled_from([16, 256, 2048]))
-def test_mass_counter_brackets_the_exact_count(seed, n_keys, scale, block, ties, bins):
+def check_bounds(logits: np.ndarray, fraction: float, k_lo: np.ndarray, k_hi: np.ndarray, delta: float,
+                 tolerance: float = 1e-12):
+    """``k_lo <= k* <= k_hi`` and ``k_hi - k* < 1 + (e^δ - 1)·n`` (``n``: keys within δ of the crossing key),
+    ``k*`` from the sorted cumulative sum at the fraction ∓ ``tolerance`` (the weights' rounding)."""
+    low, _ = exact_counts(logits, fraction - tolerance)
+    high, ordered = exact_counts(logits, fraction + tolerance)
+    assert (k_lo <= high).all() and (low <= k_hi).all(), (k_lo, low, high, k_hi)
+    for r in range(logits.shape[0]):
+        crossing = ordered[r, high[r] - 1]
+        near = int(np.sum(np.abs(ordered[r] - crossing) <= delta * (1 + 1e-9) + tolerance))
+        assert k_hi[r] - high[r] < 1 + math.expm1(delta) * near
+        # the reported count's largest weights do hold the fraction
+        assert np.exp(ordered[r, : k_hi[r]]).sum() >= fraction * (1 - 1e-12) - tolerance
+
+
+@settings(max_examples=60)
+@given(seed=st.integers(0, 2**31 - 1), images=st.integers(1, 60), group=st.sampled_from([1, 8, 50]),
+       scale=st.sampled_from([0.01, 1.0, 10.0, 300.0]), block=st.integers(1, 12), ties=st.booleans(),
+       path=st.sampled_from([None, 0.0, 2.0]))
+def test_mass_histogram_brackets_the_exact_count(seed, images, group, scale, block, ties, path):
+    """float64 weights: the bound around the sorted cumulative sum, on the dense and the gathered path."""
     rng = np.random.default_rng(seed)
-    logits = rng.standard_normal((5, n_keys)) * scale + rng.standard_normal((5, 1)) * 1e4
+    logits = rng.standard_normal((5, images * group)) * scale + rng.standard_normal((5, 1)) * 1e4
     if ties:  # many exactly equal logits (the rank-0 strata are all ties)
         logits = np.round(logits / max(scale, 1e-12)) * scale
-    fraction = 0.99
-    exact, ordered = exact_counts(logits, fraction)
-    k_lo, k_hi, width = stream_counts(logits, block, fraction, bins)
-    assert (k_lo <= exact).all() and (exact <= k_hi).all(), (k_lo, exact, k_hi)
-    for r in range(logits.shape[0]):
-        crossing = ordered[r, exact[r] - 1]
-        near = int(np.sum(np.abs(ordered[r] - crossing) <= width[r] * (1 + 1e-9)))
-        assert k_hi[r] - exact[r] < 1 + math.expm1(width[r]) * near
-        # the reported count's largest weights do hold the fraction
-        assert np.exp(ordered[r, : k_hi[r]]).sum() >= fraction * (1 - 1e-12)
+    k_lo, k_hi, delta = stream_counts(logits, block, 0.99, torch.float64, group, path)
+    check_bounds(logits, 0.99, k_lo, k_hi, delta)
 
 
-def test_mass_counter_is_exact_when_the_crossing_bin_holds_one_key():
+@settings(max_examples=30)
+@given(seed=st.integers(0, 2**31 - 1), images=st.integers(1, 60), group=st.sampled_from([1, 8, 50]),
+       scale=st.sampled_from([1.0, 10.0, 300.0]), block=st.integers(1, 12), path=st.sampled_from([None, 0.0, 2.0]))
+def test_mass_histogram_float32_brackets_the_exact_count(seed, images, group, scale, block, path):
+    """float32 weights (packed integer sums): the same bound at the fraction ∓ 1e-5 (float32 weights and Z)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal((5, images * group)) * scale + rng.standard_normal((5, 1)) * 1e3
+    k_lo, k_hi, delta = stream_counts(logits, block, 0.99, torch.float32, group, path)
+    check_bounds(logits, 0.99, k_lo, k_hi, delta, tolerance=1e-5)
+
+
+def test_mass_histogram_is_exact_when_the_crossing_bin_holds_one_key():
     logits = np.log(np.array([[0.6, 0.3, 0.095, 0.005], [0.25, 0.25, 0.25, 0.25]]))
-    k_lo, k_hi, _ = stream_counts(logits, 2, 0.99, 2048)
+    k_lo, k_hi, _ = stream_counts(logits, 2, 0.99)
     assert k_hi.tolist() == [3, 4] and k_lo.tolist() == [3, 4]
     all_equal = np.zeros((1, 1000))  # a fully hidden pixel: D·S₀ equal weights → ⌈0.99·1000⌉
-    assert stream_counts(all_equal, 300, 0.99, 2048)[1].tolist() == [990]
+    for dtype in (torch.float64, torch.float32):
+        assert stream_counts(all_equal, 3, 0.99, dtype, 100)[1].tolist() == [990]
+
+
+@given(n_keys=st.integers(1, 2**30))
+def test_bins_are_never_wider_than_the_former_counters(n_keys):
+    """The former two-pass counter's widest bin was W/2048; every bin here is at most that wide."""
+    assert bin_width(n_keys) <= window_width(n_keys, 0.99) / 2048
+    assert bin_width(n_keys) <= 0.0079  # ≈ 0.0039 below ~70 000 keys, ≈ 0.0078 above
+
+
+def test_mass_histogram_follows_a_maximum_that_keeps_rising():
+    """Blocks in increasing order: the anchor moves at (nearly) every block, rows shift, nothing is lost."""
+    rng = np.random.default_rng(3)
+    logits = np.sort(rng.standard_normal((4, 4000)) * 4.0, axis=1)
+    for dtype, tolerance in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        for block in (1, 7, 40):
+            k_lo, k_hi, delta = stream_counts(logits, block, 0.99, dtype, 10)
+            check_bounds(logits, 0.99, k_lo, k_hi, delta, tolerance)
 
 
 @settings(max_examples=25)

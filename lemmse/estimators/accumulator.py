@@ -20,6 +20,10 @@ consecutive keys per image (key ``j`` of a block belongs to image ``first_owner 
   every image is final once its block has been seen, so only the best one is kept;
   :meth:`image_owner`).
 
+On request (``mass``, a :class:`~lemmse.estimators.mass.MassHistogram` of as many queries) it
+also feeds every tile's logits and weights to that histogram, from which the 99 %-mass counts are
+read after the pass (:meth:`mass_bounds`): no second pass over the keys.
+
 Shifted logits are clamped from below at ``log(tiny)`` of ``dtype`` (about -87 in float32)
 before the exponential: a weight below the smallest normal number changes no sum (it is at
 least ``e^{87}`` times smaller than the largest weight, which is 1), while the exponential of
@@ -32,7 +36,12 @@ from typing import Callable
 
 import torch
 
+from lemmse.estimators.mass import MassHistogram
+
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
+
+#: Keys per image from which per-image maxima are taken (smaller groups: the plain maximum).
+MIN_GROUP = 8
 
 
 def exp_floor(dtype: torch.dtype) -> float:
@@ -44,7 +53,7 @@ class StreamingSoftmax:
     """Online softmax-weighted averages for ``n_queries`` queries and ``value_dim`` values each."""
 
     def __init__(self, n_queries: int, value_dim: int, *, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, track_owner: bool = False):
+                 dtype: torch.dtype = torch.float32, track_owner: bool = False, mass: MassHistogram | None = None):
         self.value_dim = value_dim
         self.dtype = dtype
         self.max = torch.full((n_queries,), -torch.inf, dtype=torch.float64, device=device)
@@ -56,6 +65,7 @@ class StreamingSoftmax:
             self.owner_weight = torch.zeros(n_queries, dtype=dtype, device=device)
             self.owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
             self.key_owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
+        self.mass = mass
 
     def update(self, rows: slice, logits: torch.Tensor, values: torch.Tensor | ValueFn,
                *, first_owner: int = 0, group: int = 1) -> None:
@@ -66,9 +76,15 @@ class StreamingSoftmax:
         weights to their ``(q, V)`` weighted value sums.
         """
         old = self.max[rows]
+        q, k = logits.shape
+        # per-image maxima (one pass, like the plain maximum): owners and mass histogram read them
+        per_image = ((self.track_owner or self.mass is not None) and group >= MIN_GROUP and k % group == 0
+                     and logits.is_contiguous())
+        image_max = logits.view(q, k // group, group).amax(dim=2) if per_image else None
+        block_max = image_max.amax(dim=1) if per_image else logits.amax(dim=1)
         if self.track_owner:
-            self._track_key_owner(rows, logits, first_owner, group)
-        new = torch.maximum(old, logits.amax(dim=1))
+            self._track_key_owner(rows, logits, image_max, block_max, old, first_owner, group)
+        new = torch.maximum(old, block_max)
         # rows where every logit is -inf so far keep a zero state: shift by 0 instead of -inf
         shift = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
         weights = self._weights_buffer(logits.shape)
@@ -91,14 +107,24 @@ class StreamingSoftmax:
             better = best > held
             self.owner_weight[rows] = torch.where(better, best, held)
             self.owner_index[rows] = torch.where(better, arg + first_owner, self.owner_index[rows])
+        if self.mass is not None:
+            self.mass.update(rows, weights, shift, image_max, group)  # last: it overwrites the weights
         self.max[rows] = new
 
-    def _track_key_owner(self, rows: slice, logits: torch.Tensor, first_owner: int, group: int) -> None:
-        """Keep the image of the largest logit seen so far (first one on exact ties)."""
-        block_max, arg = logits.max(dim=1)
-        better = block_max > self.max[rows]
-        self.key_owner_index[rows] = torch.where(better, torch.div(arg, group, rounding_mode="floor") + first_owner,
-                                                 self.key_owner_index[rows])
+    def _track_key_owner(self, rows: slice, logits: torch.Tensor, image_max: torch.Tensor | None,
+                         block_max: torch.Tensor, old: torch.Tensor, first_owner: int, group: int) -> None:
+        """Keep the image of the largest logit seen so far (first one on exact ties).
+
+        Only the rows whose maximum this block raises look for its owner: the first image whose
+        maximum is the block's (``image_max``), else the image of the first largest logit."""
+        better = (block_max > old).nonzero().squeeze(1)
+        if better.numel() == 0:
+            return
+        if image_max is not None:
+            image = image_max.index_select(0, better).argmax(dim=1)
+        else:
+            image = torch.div(logits.index_select(0, better).argmax(dim=1), group, rounding_mode="floor")
+        self.key_owner_index[better + rows.start] = image + first_owner
 
     def _weights_buffer(self, shape: torch.Size) -> torch.Tensor:
         """A reusable ``shape`` tensor in ``dtype`` (no allocation or page faults per tile)."""
@@ -122,6 +148,12 @@ class StreamingSoftmax:
         (the top key's shifted weight is ``e^0 = 1``)."""
         share = 1.0 / self.sums[:, self.value_dim].to(torch.float64)
         return torch.where(share >= threshold, self.key_owner_index, torch.full_like(self.key_owner_index, -1))
+
+    def mass_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(k_lo, k_hi)`` of the top-mass count per query (needs ``mass``; see :mod:`~lemmse.estimators.mass`)."""
+        if self.mass is None:
+            raise RuntimeError("built without a MassHistogram: no top-mass counts")
+        return self.mass.bounds(self.log_normaliser())
 
     def image_owner(self, threshold: float = 0.5) -> torch.Tensor:
         """Image whose keys together hold at least ``threshold`` of the weight, else -1."""

@@ -9,9 +9,10 @@ all ``D·H·W`` training patches (only those of the query's stratum in case 2):
 Queries are the patches of every measurement at once; training images stream through in blocks
 and every stratum's accumulator is updated from the same block.
 
-Diagnostics (MATH.md "Diagnostics"; names in :data:`~lemmse.estimators.api.DIAGNOSTICS`). The
-densities and source maps come free from the estimate pass; the 99 %-mass count takes exactly
-ONE more pass (:class:`~lemmse.estimators.mass.MassCounter`). With ``l`` the logits
+Diagnostics (MATH.md "Diagnostics"; names in :data:`~lemmse.estimators.api.DIAGNOSTICS`). All come
+from the estimate pass itself: the densities from its normaliser, the source maps from owners
+tracked by its accumulator, the 99 %-mass count from a histogram it fills tile by tile
+(:class:`~lemmse.estimators.mass.MassHistogram`); no second pass. With ``l`` the logits
 ``-½‖q - k‖²_{Σ⁺}/σ²`` of a query's stratum:
 
 * ``patch_log_density_paper`` ``s_{n'} = log Σ_{d,n} e^{l}`` — the paper's convention (no
@@ -38,15 +39,15 @@ from lemmse.errors import LemmseInputError
 from lemmse.estimators.accumulator import StreamingSoftmax
 from lemmse.estimators.api import EstimateResult, StreamOptions
 from lemmse.estimators.features import PatchFeatures, Stratum
-from lemmse.estimators.mass import MASS_BINS, MassCounter
+from lemmse.estimators.mass import MassHistogram, histogram_columns
 from lemmse.estimators.stream import (KeyBlock, attend, augmented_queries, images_per_block,
                                       training_blocks, with_ones)
 from lemmse.operators import InverseProblem
 from lemmse.operators.linear_maps import CircularLinearMap
 
-#: Passes over the training set the diagnostics add to the estimate's one (the 99 %-mass
-#: histogram; densities and source maps come from the estimate's own pass). Read by lemmse.cost.
-MASS_PASSES = 1
+#: Passes over the training set the diagnostics add to the estimate's one: none (the 99 %-mass
+#: histogram, densities and source maps all come from the estimate's own pass). Read by lemmse.cost.
+MASS_PASSES = 0
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ def lemmse(train: torch.Tensor, y: torch.Tensor, problem: InverseProblem, B: Cir
     features = PatchFeatures(B, patch, channels)
     feat_dim = max(s.rank for s in features.strata) + 1
     per_image = h * w * (16 * feat_dim + 8 * (channels + 4))
-    if diagnostics and mass:
-        per_image += h * w * 16 * (MASS_BINS + 1)
+    if diagnostics and mass:  # int32 counts and 8-byte masses of every query's histogram
+        per_image += h * w * 12 * histogram_columns(train.shape[0] * h * w)
     chunk = max(1, opts.max_memory // (2 * per_image))
     log.info("LE-MMSE case %d, P=%d, %d strata, %d measurements in chunks of %d",
              case, patch, len(features.strata), y.shape[0], chunk)
@@ -104,7 +105,10 @@ def _lemmse_chunk(train, y, problem, B, features: PatchFeatures, sigma, opts: St
         q = features.select(transformed, stratum)
         iv = inv_var.repeat_interleave(len(stratum.positions))
         groups.append(QueryGroup(stratum, q, iv, augmented_queries(q, iv)))
-    accs = [StreamingSoftmax(g.features.shape[0], channels, device=dev, dtype=dtype, track_owner=diagnostics)
+    accs = [StreamingSoftmax(g.features.shape[0], channels, device=dev, dtype=dtype, track_owner=diagnostics,
+                             mass=MassHistogram(g.features.shape[0], train.shape[0] * len(g.stratum.positions),
+                                                fraction=MASS_FRACTION, dtype=dtype, device=dev)
+                             if diagnostics and mass else None)
             for g in groups]
     image_acc = image_queries = None
     if diagnostics:
@@ -144,7 +148,9 @@ def _lemmse_chunk(train, y, problem, B, features: PatchFeatures, sigma, opts: St
     diag = {name: value.reshape(n, h, w).cpu() for name, value in maps.items()}
     diag.update({"image_log_density_paper": image_paper.cpu(), "image_log_density": image_density.cpu()})
     if mass:
-        counts = _mass_counts(train, problem, B, features, groups, accs, opts)
+        counts = torch.empty(grid, dtype=torch.long, device=dev)
+        for g, acc in zip(groups, accs):
+            counts[:, g.stratum.positions] = acc.mass_bounds()[1].reshape(n, -1)
         kept = counts[:, observed].to(torch.float64)
         if kept.shape[1]:
             mass_mean, mass_median = kept.mean(dim=1), kept.quantile(0.5, dim=1)
@@ -165,8 +171,6 @@ def _stream(train, problem, B, features: PatchFeatures, groups, consumers, opts:
         transformed = features.transform(B(ax))
         centres = x.reshape(x.shape[0], channels, h * w).transpose(1, 2)  # (b, H·W, C)
         for g, consumer in zip(groups, consumers):
-            if consumer is None:
-                continue
             pos = g.stratum.positions
             values = with_ones(centres[:, pos].reshape(-1, channels), opts.dtype)
             keys = KeyBlock(features.select(transformed, g.stratum), values, start, len(pos))
@@ -175,15 +179,3 @@ def _stream(train, problem, B, features: PatchFeatures, groups, consumers, opts:
             ones = torch.ones(x.shape[0], 1, dtype=torch.float64, device=x.device)
             attend(image_queries, KeyBlock(ax.reshape(x.shape[0], -1), ones, start, 1),
                    image_consumer, opts.query_block)
-
-
-def _mass_counts(train, problem, B, features, groups, accs, opts) -> torch.Tensor:
-    """99 %-mass counts ``(n, H·W)`` from ONE more pass over the training set (:class:`MassCounter`)."""
-    counters = [MassCounter(acc.max, acc.log_normaliser(), train.shape[0] * len(g.stratum.positions), MASS_FRACTION)
-                for g, acc in zip(groups, accs)]
-    _stream(train, problem, B, features, groups, counters, opts, desc="99 % mass")
-    n = groups[0].features.shape[0] // len(groups[0].stratum.positions)
-    out = torch.empty(n, sum(len(g.stratum.positions) for g in groups), dtype=torch.long, device=opts.device)
-    for g, c in zip(groups, counters):
-        out[:, g.stratum.positions] = c.counts().reshape(n, -1)
-    return out
