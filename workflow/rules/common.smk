@@ -90,11 +90,10 @@ def shard_mem_mb(wildcards):
 def check_requests_fit():
     """Size every heavy job of the plan now, so that one no node can hold stops the run before
     the first submission (resources are otherwise evaluated only when a job is ready)."""
-    import dataclasses
     from types import SimpleNamespace
 
-    for n in PLAN.networks:
-        train_mem_mb(SimpleNamespace(**dataclasses.asdict(n)))
+    for n in PLAN.networks:  # as a job's wildcards: strings, the training noise as its spec
+        train_mem_mb(SimpleNamespace(**{k: str(v) for k, v in n.wildcards.items()}))
     for a in PLAN.analytics:
         shard_mem_mb(SimpleNamespace(dataset=a.dataset, train_size=a.train_size))
 
