@@ -454,3 +454,13 @@ def image_log_density(train: np.ndarray, y: np.ndarray, A: np.ndarray, sigma, *,
         else:
             out.append(logsumexp(logits - 0.5 * n_dim * np.log(2 * np.pi * sk**2)) - np.log(keys.shape[0]))
     return np.array(out)
+
+
+def mass_counts(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-mass count ``k*`` per row of ``logits (Q, K)`` — the fewest largest weights summing to
+    at least ``fraction`` — from the sorted cumulative sum, and the sorted log-weights ``(Q, K)``."""
+    logw = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+    ordered = -np.sort(-logw, axis=1)
+    cum = np.cumsum(np.exp(ordered), axis=1)
+    k = np.array([min(int(np.searchsorted(c, fraction)) + 1, c.size) for c in cum])
+    return k, ordered

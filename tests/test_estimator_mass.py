@@ -19,15 +19,7 @@ from hypothesis import strategies as st
 from lemmse.estimators.accumulator import StreamingSoftmax
 from lemmse.estimators import mass as mass_module
 from lemmse.estimators.mass import MassHistogram, bin_width, window_width
-
-
-def exact_counts(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """``k*`` per row from the sorted cumulative sum, and the sorted log-weights ``(Q, K)``."""
-    logw = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-    ordered = -np.sort(-logw, axis=1)
-    cum = np.cumsum(np.exp(ordered), axis=1)
-    k = np.array([min(int(np.searchsorted(c, fraction)) + 1, c.size) for c in cum])
-    return k, ordered
+from bruteforce import mass_counts
 
 
 def stream_counts(logits: np.ndarray, block: int, fraction: float, dtype=torch.float64, group: int = 1,
@@ -53,8 +45,8 @@ def check_bounds(logits: np.ndarray, fraction: float, k_lo: np.ndarray, k_hi: np
                  tolerance: float = 1e-12):
     """``k_lo <= k* <= k_hi`` and ``k_hi - k* < 1 + (e^δ - 1)·n`` (``n``: keys within δ of the crossing key),
     ``k*`` from the sorted cumulative sum at the fraction ∓ ``tolerance`` (the weights' rounding)."""
-    low, _ = exact_counts(logits, fraction - tolerance)
-    high, ordered = exact_counts(logits, fraction + tolerance)
+    low, _ = mass_counts(logits, fraction - tolerance)
+    high, ordered = mass_counts(logits, fraction + tolerance)
     assert (k_lo <= high).all() and (low <= k_hi).all(), (k_lo, low, high, k_hi)
     for r in range(logits.shape[0]):
         crossing = ordered[r, high[r] - 1]

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from lemmse.estimators import estimate
 from lemmse.estimators.accumulator import StreamingSoftmax
 from lemmse.estimators.mass import MassHistogram
+from bruteforce import mass_counts
 
 TRAIN = 40
 PATCH = 5
@@ -50,18 +51,9 @@ def brute_logits(train: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     return -0.5 * d2 / sigma**2
 
 
-def exact(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """``k*`` per query and its sorted log-weights."""
-    logw = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
-    ordered = -np.sort(-logw, axis=1)
-    cum = np.cumsum(np.exp(ordered), axis=1)
-    k = np.array([min(int(np.searchsorted(c, fraction)) + 1, c.size) for c in cum])
-    return k, ordered
-
-
 def assert_within_bound(counts: np.ndarray, logits: np.ndarray, delta: float, tolerance: float, what: str) -> None:
-    low, _ = exact(logits, FRACTION - tolerance)
-    high, ordered = exact(logits, FRACTION + tolerance)
+    low, _ = mass_counts(logits, FRACTION - tolerance)
+    high, ordered = mass_counts(logits, FRACTION + tolerance)
     for r in np.flatnonzero((counts < low) | (counts > high)):
         crossing = ordered[r, high[r] - 1]
         near = int(np.sum(np.abs(ordered[r] - crossing) <= delta * (1 + 1e-9) + tolerance))
@@ -101,8 +93,8 @@ def test_mass_counts_of_real_images_against_brute_force(data, image, sigma, dtyp
         acc.update(slice(0, logits.shape[0]), torch.from_numpy(logits[:, cols]).contiguous(), values[cols],
                    first_owner=start // group, group=group)
     k_lo, k_hi = (b.numpy() for b in acc.mass_bounds())
-    low, _ = exact(logits, FRACTION - tolerance)
-    high, _ = exact(logits, FRACTION + tolerance)
+    low, _ = mass_counts(logits, FRACTION - tolerance)
+    high, _ = mass_counts(logits, FRACTION + tolerance)
     assert (k_lo <= high).all() and (low <= k_hi).all()
     sure = k_lo == k_hi
     assert ((low <= k_hi) & (k_hi <= high))[sure].all(), f"σ={sigma}: the bound says exact but the count is not"
@@ -113,7 +105,7 @@ def test_the_real_image_cases_are_not_trivial(data):
     """Small σ: a few keys carry the mass; large σ: thousands, and the crossing bin holds several keys."""
     digits, draws = data
     y = digits[TEST_START] + 0.01 * draws[0]
-    sharp, _ = exact(brute_logits(digits[:TRAIN], y, 0.01), FRACTION)
+    sharp, _ = mass_counts(brute_logits(digits[:TRAIN], y, 0.01), FRACTION)
     y = digits[TEST_START] + 0.8 * draws[0]
-    spread, _ = exact(brute_logits(digits[:TRAIN], y, 0.8), FRACTION)
+    spread, _ = mass_counts(brute_logits(digits[:TRAIN], y, 0.8), FRACTION)
     assert np.median(sharp) <= 10 and np.median(spread) >= 1000
