@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from lemmse.errors import LemmseInputError
-from lemmse.plan.config import dataset_info, estimator_options, preinverse_options, task_options
+from lemmse.plan.config import dataset_info, preinverse_options, task_options
 from lemmse.plan.layout import Layout
 from lemmse.plan.records import AnalyticRun, Comparison, NetworkEval, NetworkRun, TrainingNoise
 from lemmse.plan.specs import BUILTIN_ESTIMATORS, Estimator, PreInverse, estimator_specs, lookup, preinverse_specs
