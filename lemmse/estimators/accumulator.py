@@ -10,7 +10,10 @@ softmax-weighted average of the values and ``log Σ_k e^{l_{qk}} = m_q + log S_{
 
 Logits always arrive in float64 (they are computed exactly there); the exponentials and value
 sums use ``dtype`` (float32 by default, where ``e^{l-m}`` with ``l - m ∈ [-30, 0]`` has relative
-error ~1e-7). It also tracks, on request, which *owner* (training image) holds the largest share
+error ~1e-7). A block may hold only some of its keys (``columns``: the keys the streaming
+scorer of :mod:`lemmse.estimators.stream` kept; the others weigh less than ``e^{-87}`` of the
+largest weight of their query) and only some queries, in any order (``rows``: a slice or an
+index tensor). It also tracks, on request, which *owner* (training image) holds the largest share
 of each query's weight: keys come in whole images, ``group`` consecutive keys per image, so the
 share of every image is final once its block has been seen and only the best one is kept.
 
@@ -50,13 +53,14 @@ class StreamingSoftmax:
             self.owner_weight = torch.zeros(n_queries, dtype=dtype, device=device)
             self.owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
 
-    def update(self, rows: slice, logits: torch.Tensor, values: torch.Tensor | ValueFn,
-               *, first_owner: int = 0, group: int = 1) -> None:
+    def update(self, rows: slice | torch.Tensor, logits: torch.Tensor, values: torch.Tensor | ValueFn,
+               *, first_owner: int = 0, group: int = 1, columns: torch.Tensor | None = None) -> None:
         """Fold one block in (``logits``: (q, k) float64, left unchanged).
 
         ``values`` is either a ``(k, V + 1)`` matrix whose last column is ones (so the
         normaliser comes out of the same product), or a function mapping the ``(q, k)``
-        weights to their ``(q, V)`` weighted value sums.
+        weights to their ``(q, V)`` weighted value sums. ``rows`` picks the queries (a slice or
+        indices); ``columns``, when given, names the block's keys that ``logits`` holds (ascending).
         """
         old = self.max[rows]
         new = torch.maximum(old, logits.amax(dim=1))
@@ -66,7 +70,7 @@ class StreamingSoftmax:
         torch.sub(logits, shift[:, None], out=weights)  # exact in float64, then one rounding
         weights.clamp_(min=self._floor).exp_()
         rescale = torch.exp(old - shift).to(self.dtype)
-        sums = self.sums[rows]
+        sums = self.sums[rows]  # a view for a slice, a copy for indices (written back below)
         sums.mul_(rescale[:, None])
         if callable(values):
             sums[:, : self.value_dim] += values(weights)
@@ -75,6 +79,10 @@ class StreamingSoftmax:
             # (V+1, k) @ (k, q), the long key axis inner: BLAS runs this 3-4x faster than the
             # skinny (q, k) @ (k, V+1) it would otherwise get.
             sums.add_(torch.mm(values.T.contiguous(), weights.T).T)
+        if not isinstance(rows, slice):
+            self.sums[rows] = sums
+        if self.track_owner and columns is not None:
+            weights = _all_keys(weights, columns, group)
         if self.track_owner:
             per_owner = weights.view(weights.shape[0], -1, group).sum(dim=2)
             best, arg = per_owner.max(dim=1)
@@ -103,3 +111,10 @@ class StreamingSoftmax:
         """Index of the owner holding at least ``threshold`` of the weight, else -1."""
         share = self.owner_weight / self.sums[:, self.value_dim]
         return torch.where(share >= threshold, self.owner_index, torch.full_like(self.owner_index, -1))
+
+
+def _all_keys(weights: torch.Tensor, columns: torch.Tensor, group: int) -> torch.Tensor:
+    """Weights of a key subset spread over the block's whole images (zeros elsewhere)."""
+    width = (int(columns[-1]) // group + 1) * group
+    dense = torch.zeros(weights.shape[0], width, dtype=weights.dtype, device=weights.device)
+    return dense.index_copy_(1, columns, weights)

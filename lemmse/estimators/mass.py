@@ -48,7 +48,8 @@ class MassCounter:
         self.hist_count = torch.zeros(q * (self.bins + 2), dtype=torch.float64, device=self.log_z.device)
         self.hist_mass = torch.zeros_like(self.hist_count)
 
-    def update(self, rows: slice, logits: torch.Tensor, values=None, *, first_owner: int = 0, group: int = 1) -> None:
+    def update(self, rows: slice | torch.Tensor, logits: torch.Tensor, values=None, *, first_owner: int = 0,
+               group: int = 1, columns: torch.Tensor | None = None) -> None:
         """Histogram one tile of logits (consumed: ``logits`` is overwritten).
 
         Bin of ``u = l - log Z`` is ``floor((u - lo)/width) + 1`` clamped to ``[0, bins + 1]``
@@ -61,8 +62,8 @@ class MassCounter:
         position = self._buffer("position", (q, k), torch.float64, u.device)
         torch.mul(u, inv_width[:, None], out=position)
         position.sub_((self.lo[rows] * inv_width - 1.0)[:, None]).floor_().clamp_(0, self.bins + 1)
-        position.add_(torch.arange(rows.start, rows.stop, device=u.device, dtype=torch.float64)[:, None]
-                      * (self.bins + 2))
+        row_ids = torch.arange(rows.start, rows.stop, device=u.device) if isinstance(rows, slice) else rows
+        position.add_(row_ids.to(torch.float64)[:, None] * (self.bins + 2))
         flat = self._buffer("flat", (q * k,), torch.long, u.device)
         flat.copy_(position.view(-1))
         ones = self._buffer("ones", (q * k,), torch.float64, u.device, fill=1.0)
