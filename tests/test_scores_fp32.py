@@ -76,7 +76,8 @@ def test_fp32_screen_error_within_bound(problem):
     q, k, tau = problem
     queries = Queries(q, torch.ones(q.shape[0], dtype=torch.float64))
     y32, k1, k2 = key_screen(k, queries.centre)
-    x = torch.cat([queries.centred32, torch.full((q.shape[0], 1), -tau, dtype=torch.float32)], dim=1)
+    x = queries.screen_rows.clone()
+    x[:, -1] = -tau
     n = q.shape[1] + 2
     c = screen_constant(n)
     fp32 = torch.mm(x, y32).to(torch.float64)

@@ -33,7 +33,8 @@ float64 rounding of the screen (centring, ``ρ``, ``θ``) and fp32 underflow.
 
 **Rescoring (float64).** The screened-in columns are scored exactly as above (one float64
 product on the gathered keys) and handed to the consumer with ``columns`` naming them; the rows
-of a tile are queries sorted by ``(σ, ‖q‖)`` so that similar queries share their columns. Keys
+of a tile are queries sorted by σ and then in space (a k-d tree along principal axes) so that similar
+queries share their columns. Keys
 left out hold less than ``e^{-W}`` of their query's largest weight: with ``W = 87`` (fp32's
 smallest normal exponent, where the accumulator clamps anyway) even 10¹² of them weigh < 1e-26
 of the total, far below float64 resolution, and the 99 %-mass histogram reaches only
@@ -67,6 +68,8 @@ SLACK_ABS = 2.0**-100
 DENSE_UNION = 0.6
 #: After a dense tile, the screen is retried every this many key blocks.
 RESCREEN_EVERY = 8
+#: Leaf size of the spatial query order (a tile of queries is one or a few leaves).
+SORT_LEAF = 64
 #: Key blocks smaller than this are scored densely (the screen's overhead would not pay).
 MIN_SCREEN_KEYS = 2048
 #: Norm products beyond this risk fp32 overflow: such tiles are scored in float64 directly.
@@ -172,8 +175,8 @@ class KeyBlock:
 class Queries:
     """Queries ``(Q, F)`` float64 with ``1/σ²`` per query, prepared once for every key block.
 
-    Holds the float64 augmented rows ``[q/σ², -1/(2σ²)]`` (original order, and sorted by
-    ``(σ, ‖q‖)`` for the fast path), their fp32 centred copies, and the running lower bound
+    Holds the float64 augmented rows ``[q/σ², -1/(2σ²)]`` (original order, and sorted
+    by σ and in space for the fast path), their fp32 centred copies, and the running lower bound
     ``max_logit`` of each query's largest logit (sorted order), which the screen needs. That
     bound is valid only while every consumer of these queries sees the same keys (one training
     set, streamed once or several times).
@@ -187,12 +190,19 @@ class Queries:
         sq = (features * features).sum(dim=1)
         csq = (centred * centred).sum(dim=1)
         var = 1.0 / inv_var
-        order = torch.argsort(sq, stable=True)
-        self.order = order[torch.argsort(var[order], stable=True)]
+        order = torch.argsort(var, stable=True)
+        _, counts = torch.unique_consecutive(var[order], return_counts=True)
+        parts, first = [], 0
+        for count in counts.tolist():  # queries of one σ together, each set in spatial order
+            part = order[first : first + count]
+            parts.append(part[spatial_order(features[part])])
+            first += count
+        self.order = torch.cat(parts) if parts else order
         o = self.order
         self.sorted_augmented = self.augmented[o].contiguous()
         half = torch.full((self.n, 1), -0.5, dtype=features.dtype, device=features.device)
-        self.centred32 = torch.cat([centred[o], half], dim=1).to(torch.float32)
+        # fp32 screen rows [q', -½, -τ]; the last column is rewritten before every screen
+        self.screen_rows = torch.cat([centred[o], half, torch.zeros_like(half)], dim=1).to(torch.float32)
         self.centred_norm = csq[o].sqrt()
         self.var = var[o]
         self.inv_var = inv_var[o]
@@ -205,6 +215,30 @@ class Queries:
     def shape(self) -> torch.Size:
         """Shape of the augmented rows ``(Q, F + 1)``."""
         return self.augmented.shape
+
+
+def spatial_order(points: torch.Tensor, leaf: int = SORT_LEAF) -> torch.Tensor:
+    """An order of ``points`` ``(Q, F)`` in which neighbours in the order are near in space.
+
+    Recursive halving at the median of the principal direction (a k-d tree along principal
+    axes, found by a few power iterations), leaves of ``≤ leaf`` points kept in the order of
+    their norm. Tiles of consecutive queries then share most of their nearby keys.
+    """
+    order = torch.arange(points.shape[0], device=points.device)
+    if points.shape[0] <= leaf or points.shape[1] == 0:
+        return order[torch.argsort((points * points).sum(dim=1), stable=True)]
+    centred = points - points.mean(dim=0)
+    direction = centred.abs().mean(dim=0) + 1.0  # deterministic start
+    for _ in range(8):
+        direction = centred.T @ (centred @ direction)
+        norm = direction.norm()
+        if not bool(norm > 0):
+            return order[torch.argsort((points * points).sum(dim=1), stable=True)]
+        direction = direction / norm
+    split = torch.argsort(centred @ direction, stable=True)
+    half = points.shape[0] // 2
+    low, high = split[:half], split[half:]
+    return torch.cat([low[spatial_order(points[low], leaf)], high[spatial_order(points[high], leaf)]])
 
 
 def augmented_queries(features: torch.Tensor, inv_var: torch.Tensor) -> Queries:
@@ -250,21 +284,28 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
     c = screen_constant(n)
     base = queries.centred_norm * k1 + k2 + queries.norm_terms  # θ-free part of the magnitude
     usable = c < 1.0 and n_k >= MIN_SCREEN_KEYS and bool((base < FP32_SAFE).all())
+    ready = (usable and bool(torch.isfinite(queries.max_logit).all())
+             and _thresholds(queries, slice(0, queries.n), base, c, n))
     with _ieee_fp32():
         for start in range(0, queries.n, query_block):
             sl = slice(start, min(start + query_block, queries.n))
+            rows = sl.stop - sl.start
             streak = queries._dense_streak.get(start, 0)
-            if not usable or (streak and streak % RESCREEN_EVERY):
-                _dense_tile(queries, sl, k_aug, keys, consumer, buffers)
-                queries._dense_streak[start] = streak + 1
-                continue
-            columns = _screen(queries, sl, y32, base[sl], c, n, buffers)
-            if columns is None or columns.numel() > DENSE_UNION * n_k:
+            dense = not usable or bool(streak and streak % RESCREEN_EVERY)
+            scores = buffers.get(rows, n_k, torch.float32)
+            if not (dense or ready):
+                if not bool(torch.isfinite(queries.max_logit[sl]).all()):
+                    _probe(queries, sl, y32, base[sl], c, n, scores)
+                dense = not _thresholds(queries, sl, base[sl], c, n)
+            if not dense:
+                torch.mm(queries.screen_rows[sl], y32, out=scores)
+                columns = (scores.amax(dim=0) >= 0).nonzero().flatten()
+                dense = columns.numel() > DENSE_UNION * n_k
+            if dense:
                 _dense_tile(queries, sl, k_aug, keys, consumer, buffers)
                 queries._dense_streak[start] = streak + 1
                 continue
             queries._dense_streak[start] = 0
-            rows = sl.stop - sl.start
             _count(rows * n_k, rows * columns.numel(), dense=False)
             if columns.numel() == 0:
                 continue
@@ -284,30 +325,25 @@ def key_screen(features: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tens
     return side.to(torch.float32).T.contiguous(), top**0.5, 0.5 * top
 
 
-def _screen(queries: Queries, sl: slice, y32: torch.Tensor, base: torch.Tensor, c: float, n: int,
-            buffers: _Buffers) -> torch.Tensor | None:
-    """Indices of the keys screened in for the tile ``sl`` (ascending), or None if it cannot screen."""
-    rows = sl.stop - sl.start
-    x = torch.empty(rows, n, dtype=torch.float32, device=y32.device)
-    x[:, :-1] = queries.centred32[sl]
-    scores = buffers.get(rows, y32.shape[1], torch.float32)
-    best = queries.max_logit[sl]
-    if not bool(torch.isfinite(best).all()):
-        # probe: with τ = 0, the row maxima minus their bound are valid lower bounds of M
-        x[:, -1] = 0.0
-        torch.mm(x, y32, out=scores)
-        probe = scores.amax(dim=1).to(torch.float64)
-        probe = (probe - screen_error(c, n, base) + queries.rho[sl]) * queries.inv_var[sl]
-        best = torch.maximum(best, probe)
-        queries.max_logit[sl] = best
-    theta = (best - WINDOW) * queries.var[sl] - queries.rho[sl]
+def _probe(queries: Queries, sl: slice, y32: torch.Tensor, base: torch.Tensor, c: float, n: int,
+           scores: torch.Tensor) -> None:
+    """First lower bounds ``M`` of the rows ``sl``: with τ = 0, their fp32 row maxima minus the bound."""
+    queries.screen_rows[sl, -1] = 0.0
+    torch.mm(queries.screen_rows[sl], y32, out=scores)
+    probe = scores.amax(dim=1).to(torch.float64)
+    probe = (probe - screen_error(c, n, base) + queries.rho[sl]) * queries.inv_var[sl]
+    queries.max_logit[sl] = torch.maximum(queries.max_logit[sl], probe)
+
+
+def _thresholds(queries: Queries, sl: slice, base: torch.Tensor, c: float, n: int) -> bool:
+    """Write ``-τ`` of the rows ``sl`` into their screen rows; False where fp32 could overflow."""
+    theta = (queries.max_logit[sl] - WINDOW) * queries.var[sl] - queries.rho[sl]
     magnitude = base + theta.abs()
     if not bool((magnitude < FP32_SAFE).all()):
-        return None
-    tau = theta - screen_error(c, n, magnitude)
-    x[:, -1] = -tau  # rounded to fp32: an input rounding, covered by the bound
-    torch.mm(x, y32, out=scores)
-    return (scores.amax(dim=0) >= 0).nonzero().flatten()
+        return False
+    # rounded to fp32: an input rounding, covered by the bound
+    queries.screen_rows[sl, -1] = -(theta - screen_error(c, n, magnitude))
+    return True
 
 
 def _raise_max(queries: Queries, sl: slice, logits: torch.Tensor) -> None:
