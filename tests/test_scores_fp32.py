@@ -22,7 +22,7 @@ from lemmse.estimators import estimate
 from lemmse.estimators import stream
 from lemmse.estimators.stream import (KeyBlock, Queries, WINDOW, attend, float64_scores, key_screen,
                                       screen_constant, screen_error, score_stats, with_ones)
-from test_exact_bruteforce import SETTINGS, TOL32, TOL64, Oracle, assert_close
+from test_exact_bruteforce import TOL32, TOL64, Oracle, assert_close
 
 SIGMAS = (0.001, 0.01, 0.1, 1.0)
 

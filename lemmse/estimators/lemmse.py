@@ -23,7 +23,7 @@ from lemmse.estimators.accumulator import StreamingSoftmax
 from lemmse.estimators.api import EstimateResult, StreamOptions
 from lemmse.estimators.features import PatchFeatures, Stratum
 from lemmse.estimators.mass import MassCounter
-from lemmse.estimators.stream import (KeyBlock, attend, augmented_queries, images_per_block,
+from lemmse.estimators.stream import (KeyBlock, Queries, attend, augmented_queries, images_per_block,
                                       training_blocks, with_ones)
 from lemmse.operators import InverseProblem
 from lemmse.operators.linear_maps import CircularLinearMap
@@ -42,7 +42,7 @@ class QueryGroup:
     stratum: Stratum
     features: torch.Tensor  # (n·S, F) float64
     inv_var: torch.Tensor  # (n·S,) float64, 1/σ²
-    augmented: torch.Tensor  # (n·S, F + 1)
+    augmented: Queries  # the same, prepared for attend (augmented rows, fp32 screen rows)
 
 
 def lemmse(train: torch.Tensor, y: torch.Tensor, problem: InverseProblem, B: CircularLinearMap,

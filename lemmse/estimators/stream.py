@@ -184,7 +184,6 @@ class Queries:
 
     def __init__(self, features: torch.Tensor, inv_var: torch.Tensor):
         self.n, self.dim = features.shape
-        self.augmented = torch.cat([features * inv_var[:, None], -0.5 * inv_var[:, None]], dim=1)
         self.centre = features.mean(dim=0) if self.n else features.new_zeros(self.dim)
         centred = features - self.centre
         sq = (features * features).sum(dim=1)
@@ -199,7 +198,7 @@ class Queries:
             first += count
         self.order = torch.cat(parts) if parts else order
         o = self.order
-        self.sorted_augmented = self.augmented[o].contiguous()
+        self.sorted_augmented = torch.cat([features[o] * inv_var[o, None], -0.5 * inv_var[o, None]], dim=1)
         half = torch.full((self.n, 1), -0.5, dtype=features.dtype, device=features.device)
         # fp32 screen rows [q', -½, -τ]; the last column is rewritten before every screen
         self.screen_rows = torch.cat([centred[o], half, torch.zeros_like(half)], dim=1).to(torch.float32)
@@ -214,7 +213,14 @@ class Queries:
     @property
     def shape(self) -> torch.Size:
         """Shape of the augmented rows ``(Q, F + 1)``."""
-        return self.augmented.shape
+        return self.sorted_augmented.shape
+
+    @property
+    def augmented(self) -> torch.Tensor:
+        """The augmented rows ``[q/σ², -1/(2σ²)]`` in the queries' own order (a new tensor)."""
+        inverse = torch.empty_like(self.order)
+        inverse[self.order] = torch.arange(self.n, device=self.order.device)
+        return self.sorted_augmented[inverse]
 
 
 def spatial_order(points: torch.Tensor, leaf: int = SORT_LEAF) -> torch.Tensor:
@@ -277,7 +283,7 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
     if _reference_depth or queries.dim == 0:
         _attend_float64(queries, keys, consumer, query_block)
         return
-    buffers = _Buffers(queries.augmented.device)
+    buffers = _Buffers(queries.sorted_augmented.device)
     k_aug = keys.augmented()
     n_k, n = k_aug.shape[0], queries.dim + 2
     y32, k1, k2 = key_screen(keys.features, queries.centre)
