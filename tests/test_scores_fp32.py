@@ -215,7 +215,9 @@ def test_real_scale_fast_equals_float64_path(digits16, test_noise, task, pre, si
     y = (problem.A(x) + sigma * test_noise[:2, :1].to(torch.float64)).to(torch.float32)
     kwargs = dict(task=task, estimator="lemmse", sigma=sigma, preinverse=pre, patch=5,
                   lam=0.01 if pre == "tikhonov" else None, **options)
-    for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-12)):
+    # both paths take the same float64 logits, blocked differently: they agree to float64 rounding,
+    # ~1e-16·‖q‖‖k‖/σ², which A⁺ deconvolution (noise amplified) at σ = 1e-3 lifts to ~1e-11
+    for dtype, tol in ((torch.float32, 1e-6), (torch.float64, 1e-9)):
         with score_stats() as stats:
             fast = estimate(train, y, dtype=dtype, **kwargs).xhat
         with float64_scores():
