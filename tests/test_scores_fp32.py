@@ -69,7 +69,7 @@ def screen_problems(draw):
     return q, k, tau
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(screen_problems())
 def test_fp32_screen_error_within_bound(problem):
     """|s̃ - (g - τ)| ≤ e for the fp32 product of ``[q', -½, -τ]`` and ``[k', ‖k'‖², 1]``."""
@@ -130,7 +130,7 @@ def attention_problems(draw):
     return queries, keys, sigmas, draw(st.sampled_from([3, 16, 64])), draw(st.sampled_from([7, 50, 1000]))
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(attention_problems())
 def test_screen_keeps_every_key_that_matters(screen_always, problem):
     q, k, sigma, query_block, key_block = problem
