@@ -110,8 +110,11 @@ class StreamingSoftmax:
         if not isinstance(rows, slice):
             self.sums[rows] = sums
         if self.track_owner:
-            spread = weights if columns is None else _all_keys(weights, columns, group)
-            per_owner = spread.view(spread.shape[0], -1, group).sum(dim=2)
+            if columns is None:
+                per_owner = weights.view(weights.shape[0], -1, group).sum(dim=2)
+            else:  # the kept keys' weights summed per image
+                images = torch.div(columns, group, rounding_mode="floor")
+                per_owner = weights.new_zeros(weights.shape[0], int(images[-1]) + 1).index_add_(1, images, weights)
             best, arg = per_owner.max(dim=1)
             held = self.owner_weight[rows].mul_(rescale)
             better = best > held
@@ -175,9 +178,3 @@ class StreamingSoftmax:
         share = self.owner_weight / self.sums[:, self.value_dim]
         return torch.where(share >= threshold, self.owner_index, torch.full_like(self.owner_index, -1))
 
-
-def _all_keys(weights: torch.Tensor, columns: torch.Tensor, group: int) -> torch.Tensor:
-    """Weights of a key subset ``columns`` (ascending) spread over the block's whole images (zeros elsewhere)."""
-    width = (int(columns[-1]) // group + 1) * group
-    dense = torch.zeros(weights.shape[0], width, dtype=weights.dtype, device=weights.device)
-    return dense.index_copy_(1, columns, weights)

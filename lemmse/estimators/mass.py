@@ -263,6 +263,7 @@ class MassHistogram:
             else:
                 self.count[rn] = self.count[rn].gather(1, source) * valid
                 self.mass[rn] = self.mass[rn].gather(1, source) * valid * torch.exp2(-steps)[:, None]
+        far &= torch.isfinite(anchor[moved])  # a row's first keys: its histogram is still empty
         if bool(far.any()):
             for table in (self.sums,) if self.packed else (self.count, self.mass):
                 table[r[far]] = 0
