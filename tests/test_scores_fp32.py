@@ -99,15 +99,18 @@ def test_fp32_screen_error_within_bound(problem):
 class Recorder:
     """A consumer that writes down the logits it receives, by query and key."""
 
-    def __init__(self, n_queries: int, n_keys: int):
+    def __init__(self, n_queries: int, n_keys: int, order: torch.Tensor):
         self.logits = torch.full((n_queries, n_keys), torch.nan, dtype=torch.float64)
+        self.order = order  # rows arrive as slices of the queries' tile order
 
     def update(self, rows, logits, values, *, first_owner=0, group=1, columns=None):
+        assert isinstance(rows, slice), "attend hands slices of the tile order"
         cols = torch.arange(logits.shape[1]) if columns is None else columns
         offset = first_owner * group
-        block = self.logits[rows]
+        queries = self.order[rows]
+        block = self.logits[queries]
         block[:, offset + cols] = logits
-        self.logits[rows] = block
+        self.logits[queries] = block
 
 
 @st.composite
@@ -148,7 +151,7 @@ def test_window_holds_the_dropped_weight_below_the_tolerance():
 def test_screen_keeps_every_key_that_matters(screen_always, problem):
     q, k, sigma, query_block, key_block, n_keys = problem
     queries = Queries(q, 1.0 / sigma**2, n_keys)
-    recorder = Recorder(q.shape[0], k.shape[0])
+    recorder = Recorder(q.shape[0], k.shape[0], queries.order)
     with score_stats() as stats:
         for start in range(0, k.shape[0], key_block):
             block = k[start : start + key_block]

@@ -13,7 +13,9 @@ sums use ``dtype`` (float32 by default, where ``e^{l-m}`` with ``l - m ∈ [-30,
 error ~1e-7). A block may hold only some of its keys (``columns``: the keys the fp32 screen of
 :mod:`lemmse.estimators.stream` kept; the others weigh less than ``e^{-W}`` of the largest
 weight of their query, :func:`lemmse.estimators.stream.window`) and only some queries, in any
-order (``rows``: a slice or an index tensor). On request (``track_owner``) it also tracks, per query, the owners (training
+order (``rows``: a slice or an index tensor; the streaming scorer hands slices of its queries'
+tile order, and ``order`` maps that back: every reader returns the queries in their original
+order). On request (``track_owner``) it also tracks, per query, the owners (training
 images) behind the paper's patchwork map (§D.5): keys come in whole images, ``group``
 consecutive keys per image (key ``j`` of a block belongs to image ``first_owner + j // group``).
 
@@ -59,8 +61,11 @@ class StreamingSoftmax:
     """Online softmax-weighted averages for ``n_queries`` queries and ``value_dim`` values each."""
 
     def __init__(self, n_queries: int, value_dim: int, *, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, track_owner: bool = False, mass: MassHistogram | None = None):
+                 dtype: torch.dtype = torch.float32, track_owner: bool = False, mass: MassHistogram | None = None,
+                 order: torch.Tensor | None = None):
         self.value_dim = value_dim
+        #: row ``i`` of the state is query ``order[i]`` (None: the identity)
+        self.order = order
         self.dtype = dtype
         self.max = torch.full((n_queries,), -torch.inf, dtype=torch.float64, device=device)
         self.sums = torch.zeros(n_queries, value_dim + 1, dtype=dtype, device=device)
@@ -151,12 +156,23 @@ class StreamingSoftmax:
             self._workspace = torch.empty(size, dtype=self.dtype, device=self._workspace.device)
         return self._workspace[:size].view(shape)
 
+    def _original(self, state: torch.Tensor) -> torch.Tensor:
+        """``state`` (one row per query, in the state's order) in the queries' original order."""
+        if self.order is None:
+            return state
+        out = torch.empty_like(state)
+        out[self.order] = state
+        return out
+
     def mean(self) -> torch.Tensor:
         """Softmax-weighted average of the values, ``(n_queries, V)``."""
-        return self.sums[:, : self.value_dim] / self.sums[:, self.value_dim : self.value_dim + 1]
+        return self._original(self.sums[:, : self.value_dim] / self.sums[:, self.value_dim : self.value_dim + 1])
 
     def log_normaliser(self) -> torch.Tensor:
         """``log Σ_k e^{l_k}`` per query, float64."""
+        return self._original(self._log_normaliser())
+
+    def _log_normaliser(self) -> torch.Tensor:
         return self.max + torch.log(self.sums[:, self.value_dim].to(torch.float64))
 
     def key_owner(self, threshold: float = 0.5) -> torch.Tensor:
@@ -165,16 +181,18 @@ class StreamingSoftmax:
         The share of the top key is ``e^{max - log Z} = 1 / S`` with ``S`` the normaliser sum
         (the top key's shifted weight is ``e^0 = 1``)."""
         share = 1.0 / self.sums[:, self.value_dim].to(torch.float64)
-        return torch.where(share >= threshold, self.key_owner_index, torch.full_like(self.key_owner_index, -1))
+        return self._original(torch.where(share >= threshold, self.key_owner_index,
+                                          torch.full_like(self.key_owner_index, -1)))
 
     def mass_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(k_lo, k_hi)`` of the top-mass count per query (needs ``mass``; see :mod:`~lemmse.estimators.mass`)."""
         if self.mass is None:
             raise RuntimeError("built without a MassHistogram: no top-mass counts")
-        return self.mass.bounds(self.log_normaliser())
+        k_lo, k_hi = self.mass.bounds(self._log_normaliser())
+        return self._original(k_lo), self._original(k_hi)
 
     def image_owner(self, threshold: float = 0.5) -> torch.Tensor:
         """Image whose keys together hold at least ``threshold`` of the weight, else -1."""
         share = self.owner_weight / self.sums[:, self.value_dim]
-        return torch.where(share >= threshold, self.owner_index, torch.full_like(self.owner_index, -1))
+        return self._original(torch.where(share >= threshold, self.owner_index, torch.full_like(self.owner_index, -1)))
 

@@ -106,6 +106,7 @@ def _lemmse_chunk(train, y, problem, B, features: PatchFeatures, sigma, opts: St
         iv = inv_var.repeat_interleave(len(stratum.positions))
         groups.append(QueryGroup(stratum, q, iv, augmented_queries(q, iv, n_keys=train.shape[0] * len(stratum.positions))))
     accs = [StreamingSoftmax(g.features.shape[0], channels, device=dev, dtype=dtype, track_owner=diagnostics,
+                             order=g.augmented.order,
                              mass=MassHistogram(g.features.shape[0], train.shape[0] * len(g.stratum.positions),
                                                 fraction=MASS_FRACTION, dtype=dtype, device=dev)
                              if diagnostics and mass else None)
@@ -113,7 +114,7 @@ def _lemmse_chunk(train, y, problem, B, features: PatchFeatures, sigma, opts: St
     image_acc = image_queries = None
     if diagnostics:
         image_queries = augmented_queries(y64.reshape(n, -1), inv_var, n_keys=train.shape[0])
-        image_acc = StreamingSoftmax(n, 0, device=dev, dtype=torch.float64)
+        image_acc = StreamingSoftmax(n, 0, device=dev, dtype=torch.float64, order=image_queries.order)
     _stream(train, problem, B, features, groups, accs, opts, image_queries, image_acc, desc="LE-MMSE")
 
     xhat = torch.empty(n, h * w, channels, dtype=dtype, device=dev)

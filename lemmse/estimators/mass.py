@@ -71,6 +71,9 @@ UNDERFLOW = 64
 #: Below this fraction of (query, image) pairs holding a key inside the window, only those pairs
 #: are histogrammed (gathered); above it, every key of the tile.
 LIVE_FRACTION = 0.2
+#: Below this many keys per row, as a fraction of a row's columns, a tile is scattered flat: reading
+#: whole rows into cache first (``PREFETCH``) would cost more than the keys' own random accesses.
+SPARSE_KEYS = 0.25
 #: Rows of a tile histogrammed at a time: their histogram rows (~56 kB each) and scratch fit in
 #: a core's L2 cache.
 CHUNK_ROWS = 16
@@ -200,6 +203,11 @@ class MassHistogram:
         if not isinstance(rows, slice):  # indexed rows: one flat scatter (rows are not contiguous)
             v = weights.mul_(factor[:, None])
             index = self._columns(v, "dense").add_(rows[:, None] * self._width())
+            self._add(index.view(-1), v.view(-1))
+            return
+        if k < SPARSE_KEYS * self._width():  # few keys per row (a screened tile): one flat scatter
+            v = weights.mul_(factor[:, None])
+            index = self._columns(v, "sparse").add_(_row_ids(rows, q, weights.device)[:, None] * self._width())
             self._add(index.view(-1), v.view(-1))
             return
         for start in range(0, q, CHUNK_ROWS):  # row chunks: the scratch stays in cache

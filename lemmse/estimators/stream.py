@@ -184,8 +184,8 @@ class KeyBlock:
 class Queries:
     """Queries ``(Q, F)`` float64 with ``1/σ²`` per query, prepared once for every key block.
 
-    Holds the float64 augmented rows ``[q/σ², -1/(2σ²)]`` (original order, and sorted
-    by σ and in space for the fast path), their fp32 centred copies, and the running lower bound
+    Holds the float64 augmented rows ``[q/σ², -1/(2σ²)]`` in the tile order ``order`` (sorted
+    by σ and in space: consumers hold their queries in that order too), their fp32 centred copies, and the running lower bound
     ``max_logit`` of each query's largest logit (sorted order), which the screen needs. That
     bound is valid only while every consumer of these queries sees the same keys (one training
     set, streamed once or several times).
@@ -225,13 +225,6 @@ class Queries:
     def shape(self) -> torch.Size:
         """Shape of the augmented rows ``(Q, F + 1)``."""
         return self.sorted_augmented.shape
-
-    @property
-    def augmented(self) -> torch.Tensor:
-        """The augmented rows ``[q/σ², -1/(2σ²)]`` in the queries' own order (a new tensor)."""
-        inverse = torch.empty_like(self.order)
-        inverse[self.order] = torch.arange(self.n, device=self.order.device)
-        return self.sorted_augmented[inverse]
 
 
 def spatial_order(points: torch.Tensor, leaf: int = SORT_LEAF) -> torch.Tensor:
@@ -290,7 +283,10 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
     """Feed ``consumer`` the logits of every query against one key block, a query tile at a time.
 
     Only keys screened in (module docstring) reach the consumer, with ``columns`` naming them
-    within the block and ``rows`` the queries' indices; their logits are exact in float64.
+    within the block; their logits are exact in float64. ``rows`` is a slice of the queries'
+    *tile order* ``queries.order`` (sorted by σ, then in space), on every path: a consumer holds
+    its queries in that order (``StreamingSoftmax(..., order=queries.order)`` reads them back in
+    the original one), so every tile is a contiguous run of its rows.
     """
     if _reference_depth or queries.dim == 0:
         _attend_float64(queries, keys, consumer, query_block)
@@ -330,7 +326,7 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
             logits = buffers.get(rows, columns.numel(), torch.float64)
             torch.mm(queries.sorted_augmented[sl], k_aug.index_select(0, columns).T, out=logits)
             _raise_max(queries, sl, logits)
-            consumer.update(queries.order[sl], logits, keys.values.index_select(0, columns),
+            consumer.update(sl, logits, keys.values.index_select(0, columns),
                             first_owner=keys.first_owner, group=keys.group, columns=columns)
 
 
@@ -385,13 +381,13 @@ def _dense_tile(queries: Queries, sl: slice, k_aug: torch.Tensor, keys: KeyBlock
     torch.mm(queries.sorted_augmented[sl], k_aug.T, out=logits)
     _raise_max(queries, sl, logits)
     _count(rows * k_aug.shape[0], rows * k_aug.shape[0], dense=True)
-    consumer.update(queries.order[sl], logits, keys.values, first_owner=keys.first_owner, group=keys.group)
+    consumer.update(sl, logits, keys.values, first_owner=keys.first_owner, group=keys.group)
 
 
 def _attend_float64(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: int) -> None:
-    """The reference path: every pair by one dense float64 product, queries in their own order."""
+    """The reference path: every pair by one dense float64 product (rows in the queries' tile order)."""
     k_aug_t = keys.augmented().T
-    q_aug = queries.augmented
+    q_aug = queries.sorted_augmented
     n_q, n_k = q_aug.shape[0], k_aug_t.shape[1]
     buffer = torch.empty(min(query_block, n_q) * n_k, dtype=torch.float64, device=q_aug.device)
     for start in range(0, n_q, query_block):
