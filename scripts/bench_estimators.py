@@ -1,8 +1,9 @@
 """Benchmark of the LE-MMSE fast paths: the same as ``lemmse bench`` (``--help`` for the flags).
 
-Prints, per configuration of the benchmark problem, seconds per image, the GFLOP/s of the
-distance work, that as a fraction of this machine's float32 matrix-multiply rate measured in the
-same run, the time of the float64-output path in the same run and the error against float64.
+Prints, per configuration of the benchmark problem and σ, seconds per image of the default path
+and of lemmse's own float64 path (and their ratio), the GFLOP/s of the distance work, that as a
+fraction of this machine's float32 matrix-multiply rate measured in the same run, the fraction of
+scores recomputed in float64 and the error against float64.
 """
 from __future__ import annotations
 

@@ -248,7 +248,7 @@ def test_help_in_subprocess(args):
         for flag in ESTIMATE_FLAGS:
             assert f"{flag} " in proc.stdout, f"{flag} not documented"
     if args == ["bench"]:
-        for flag in ("--quick", "--images", "--check-images", "--repeats", "--csv"):
+        for flag in ("--quick", "--images", "--check-images", "--repeats", "--csv", "--no-float64-path"):
             assert flag in proc.stdout
     if not args:
         for command in ("estimate", "bench"):
@@ -271,9 +271,11 @@ def test_bench_quick_writes_csv(bench_data_dir, tmp_path, capsys):
                                    ("inpainting", "pinv"), ("deconvolution", "identity")])
     assert (frame["dataset"] == "digits").all() and (frame["train_size"] == 1500).all()
     assert (frame["patch"] == 5).all() and (frame["images"] == 2).all()
-    for column in ("seconds_per_image", "gflops", "matmul_gflops", "float64_path_seconds_per_image",
-                   "speedup_vs_float64_path"):
+    for column in ("seconds_per_image", "float64_path_seconds_per_image", "speedup_vs_float64_path", "gflops",
+                   "matmul_gflops", "rescored_fraction"):
         assert (frame[column] > 0).all(), column
+    assert (frame["rescored_fraction"] <= 1).all()
+    assert not any("author" in column for column in frame.columns)
     assert (frame["fraction_of_matmul"] > 0).all()
     assert (frame["max_abs_error_vs_float64"] <= 1e-4).all()
     assert frame.notna().all().all()

@@ -10,7 +10,12 @@ softmax-weighted average of the values and ``log Σ_k e^{l_{qk}} = m_q + log S_{
 
 Logits always arrive in float64 (they are computed exactly there); the exponentials and value
 sums use ``dtype`` (float32 by default, where ``e^{l-m}`` with ``l - m ∈ [-30, 0]`` has relative
-error ~1e-7). On request (``track_owner``) it also tracks, per query, the owners (training
+error ~1e-7). A block may hold only some of its keys (``columns``: the keys the fp32 screen of
+:mod:`lemmse.estimators.stream` kept; the others weigh less than ``e^{-W}`` of the largest
+weight of their query, :func:`lemmse.estimators.stream.window`) and only some queries, in any
+order (``rows``: a slice or an index tensor; the streaming scorer hands slices of its queries'
+tile order, and ``order`` maps that back: every reader returns the queries in their original
+order). On request (``track_owner``) it also tracks, per query, the owners (training
 images) behind the paper's patchwork map (§D.5): keys come in whole images, ``group``
 consecutive keys per image (key ``j`` of a block belongs to image ``first_owner + j // group``).
 
@@ -22,7 +27,10 @@ consecutive keys per image (key ``j`` of a block belongs to image ``first_owner 
 
 On request (``mass``, a :class:`~lemmse.estimators.mass.MassHistogram` of as many queries) it
 also feeds every tile's logits and weights to that histogram, from which the 99 %-mass counts are
-read after the pass (:meth:`mass_bounds`): no second pass over the keys.
+read after the pass (:meth:`mass_bounds`): no second pass over the keys. Keys the screen dropped
+can own nothing (their weight is below ``e^{-W}`` of the largest) and fall below the histogram's
+window (``log K + 4.6`` below the maximum, narrower than ``W``), so both diagnostics read the
+screened tiles as they are.
 
 Shifted logits are clamped from below at ``log(tiny)`` of ``dtype`` (about -87 in float32)
 before the exponential: a weight below the smallest normal number changes no sum (it is at
@@ -53,8 +61,11 @@ class StreamingSoftmax:
     """Online softmax-weighted averages for ``n_queries`` queries and ``value_dim`` values each."""
 
     def __init__(self, n_queries: int, value_dim: int, *, device: torch.device | str = "cpu",
-                 dtype: torch.dtype = torch.float32, track_owner: bool = False, mass: MassHistogram | None = None):
+                 dtype: torch.dtype = torch.float32, track_owner: bool = False, mass: MassHistogram | None = None,
+                 order: torch.Tensor | None = None):
         self.value_dim = value_dim
+        #: row ``i`` of the state is query ``order[i]`` (None: the identity)
+        self.order = order
         self.dtype = dtype
         self.max = torch.full((n_queries,), -torch.inf, dtype=torch.float64, device=device)
         self.sums = torch.zeros(n_queries, value_dim + 1, dtype=dtype, device=device)
@@ -67,23 +78,24 @@ class StreamingSoftmax:
             self.key_owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
         self.mass = mass
 
-    def update(self, rows: slice, logits: torch.Tensor, values: torch.Tensor | ValueFn,
-               *, first_owner: int = 0, group: int = 1) -> None:
+    def update(self, rows: slice | torch.Tensor, logits: torch.Tensor, values: torch.Tensor | ValueFn,
+               *, first_owner: int = 0, group: int = 1, columns: torch.Tensor | None = None) -> None:
         """Fold one block in (``logits``: (q, k) float64, left unchanged).
 
         ``values`` is either a ``(k, V + 1)`` matrix whose last column is ones (so the
         normaliser comes out of the same product), or a function mapping the ``(q, k)``
-        weights to their ``(q, V)`` weighted value sums.
+        weights to their ``(q, V)`` weighted value sums. ``rows`` picks the queries (a slice or
+        indices); ``columns``, when given, names the block's keys that ``logits`` holds.
         """
         old = self.max[rows]
         q, k = logits.shape
         # per-image maxima (one pass, like the plain maximum): owners and mass histogram read them
-        per_image = ((self.track_owner or self.mass is not None) and group >= MIN_GROUP and k % group == 0
-                     and logits.is_contiguous())
+        per_image = ((self.track_owner or self.mass is not None) and columns is None and group >= MIN_GROUP
+                     and k % group == 0 and logits.is_contiguous())
         image_max = logits.view(q, k // group, group).amax(dim=2) if per_image else None
         block_max = image_max.amax(dim=1) if per_image else logits.amax(dim=1)
         if self.track_owner:
-            self._track_key_owner(rows, logits, image_max, block_max, old, first_owner, group)
+            self._track_key_owner(rows, logits, image_max, block_max, old, first_owner, group, columns)
         new = torch.maximum(old, block_max)
         # rows where every logit is -inf so far keep a zero state: shift by 0 instead of -inf
         shift = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
@@ -91,7 +103,7 @@ class StreamingSoftmax:
         torch.sub(logits, shift[:, None], out=weights)  # exact in float64, then one rounding
         weights.clamp_(min=self._floor).exp_()
         rescale = torch.exp(old - shift).to(self.dtype)
-        sums = self.sums[rows]
+        sums = self.sums[rows]  # a view for a slice, a copy for indices (written back below)
         sums.mul_(rescale[:, None])
         if callable(values):
             sums[:, : self.value_dim] += values(weights)
@@ -100,8 +112,14 @@ class StreamingSoftmax:
             # (V+1, k) @ (k, q), the long key axis inner: BLAS runs this 3-4x faster than the
             # skinny (q, k) @ (k, V+1) it would otherwise get.
             sums.add_(torch.mm(values.T.contiguous(), weights.T).T)
+        if not isinstance(rows, slice):
+            self.sums[rows] = sums
         if self.track_owner:
-            per_owner = weights.view(weights.shape[0], -1, group).sum(dim=2)
+            if columns is None:
+                per_owner = weights.view(weights.shape[0], -1, group).sum(dim=2)
+            else:  # the kept keys' weights summed per image
+                images = torch.div(columns, group, rounding_mode="floor")
+                per_owner = weights.new_zeros(weights.shape[0], int(images[-1]) + 1).index_add_(1, images, weights)
             best, arg = per_owner.max(dim=1)
             held = self.owner_weight[rows].mul_(rescale)
             better = best > held
@@ -111,8 +129,9 @@ class StreamingSoftmax:
             self.mass.update(rows, weights, shift, image_max, group)  # last: it overwrites the weights
         self.max[rows] = new
 
-    def _track_key_owner(self, rows: slice, logits: torch.Tensor, image_max: torch.Tensor | None,
-                         block_max: torch.Tensor, old: torch.Tensor, first_owner: int, group: int) -> None:
+    def _track_key_owner(self, rows: slice | torch.Tensor, logits: torch.Tensor, image_max: torch.Tensor | None,
+                         block_max: torch.Tensor, old: torch.Tensor, first_owner: int, group: int,
+                         columns: torch.Tensor | None) -> None:
         """Keep the image of the largest logit seen so far (first one on exact ties).
 
         Only the rows whose maximum this block raises look for its owner: the first image whose
@@ -123,8 +142,12 @@ class StreamingSoftmax:
         if image_max is not None:
             image = image_max.index_select(0, better).argmax(dim=1)
         else:
-            image = torch.div(logits.index_select(0, better).argmax(dim=1), group, rounding_mode="floor")
-        self.key_owner_index[better + rows.start] = image + first_owner
+            key = logits.index_select(0, better).argmax(dim=1)
+            if columns is not None:
+                key = columns[key]
+            image = torch.div(key, group, rounding_mode="floor")
+        target = better + rows.start if isinstance(rows, slice) else rows[better]
+        self.key_owner_index[target] = image + first_owner
 
     def _weights_buffer(self, shape: torch.Size) -> torch.Tensor:
         """A reusable ``shape`` tensor in ``dtype`` (no allocation or page faults per tile)."""
@@ -133,12 +156,23 @@ class StreamingSoftmax:
             self._workspace = torch.empty(size, dtype=self.dtype, device=self._workspace.device)
         return self._workspace[:size].view(shape)
 
+    def _original(self, state: torch.Tensor) -> torch.Tensor:
+        """``state`` (one row per query, in the state's order) in the queries' original order."""
+        if self.order is None:
+            return state
+        out = torch.empty_like(state)
+        out[self.order] = state
+        return out
+
     def mean(self) -> torch.Tensor:
         """Softmax-weighted average of the values, ``(n_queries, V)``."""
-        return self.sums[:, : self.value_dim] / self.sums[:, self.value_dim : self.value_dim + 1]
+        return self._original(self.sums[:, : self.value_dim] / self.sums[:, self.value_dim : self.value_dim + 1])
 
     def log_normaliser(self) -> torch.Tensor:
         """``log Σ_k e^{l_k}`` per query, float64."""
+        return self._original(self._log_normaliser())
+
+    def _log_normaliser(self) -> torch.Tensor:
         return self.max + torch.log(self.sums[:, self.value_dim].to(torch.float64))
 
     def key_owner(self, threshold: float = 0.5) -> torch.Tensor:
@@ -147,15 +181,18 @@ class StreamingSoftmax:
         The share of the top key is ``e^{max - log Z} = 1 / S`` with ``S`` the normaliser sum
         (the top key's shifted weight is ``e^0 = 1``)."""
         share = 1.0 / self.sums[:, self.value_dim].to(torch.float64)
-        return torch.where(share >= threshold, self.key_owner_index, torch.full_like(self.key_owner_index, -1))
+        return self._original(torch.where(share >= threshold, self.key_owner_index,
+                                          torch.full_like(self.key_owner_index, -1)))
 
     def mass_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(k_lo, k_hi)`` of the top-mass count per query (needs ``mass``; see :mod:`~lemmse.estimators.mass`)."""
         if self.mass is None:
             raise RuntimeError("built without a MassHistogram: no top-mass counts")
-        return self.mass.bounds(self.log_normaliser())
+        k_lo, k_hi = self.mass.bounds(self._log_normaliser())
+        return self._original(k_lo), self._original(k_hi)
 
     def image_owner(self, threshold: float = 0.5) -> torch.Tensor:
         """Image whose keys together hold at least ``threshold`` of the weight, else -1."""
         share = self.owner_weight / self.sums[:, self.value_dim]
-        return torch.where(share >= threshold, self.owner_index, torch.full_like(self.owner_index, -1))
+        return self._original(torch.where(share >= threshold, self.owner_index, torch.full_like(self.owner_index, -1)))
+

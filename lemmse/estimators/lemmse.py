@@ -40,7 +40,7 @@ from lemmse.estimators.accumulator import StreamingSoftmax
 from lemmse.estimators.api import EstimateResult, StreamOptions
 from lemmse.estimators.features import PatchFeatures, Stratum
 from lemmse.estimators.mass import MassHistogram, histogram_columns
-from lemmse.estimators.stream import (KeyBlock, attend, augmented_queries, images_per_block,
+from lemmse.estimators.stream import (KeyBlock, Queries, attend, augmented_queries, images_per_block,
                                       training_blocks, with_ones)
 from lemmse.operators import InverseProblem
 from lemmse.operators.linear_maps import CircularLinearMap
@@ -61,7 +61,7 @@ class QueryGroup:
     stratum: Stratum
     features: torch.Tensor  # (n·S, F) float64
     inv_var: torch.Tensor  # (n·S,) float64, 1/σ²
-    augmented: torch.Tensor  # (n·S, F + 1)
+    augmented: Queries  # the same, prepared for attend (augmented rows, fp32 screen rows)
 
 
 def lemmse(train: torch.Tensor, y: torch.Tensor, problem: InverseProblem, B: CircularLinearMap,
@@ -104,16 +104,17 @@ def _lemmse_chunk(train, y, problem, B, features: PatchFeatures, sigma, opts: St
     for stratum in features.strata:
         q = features.select(transformed, stratum)
         iv = inv_var.repeat_interleave(len(stratum.positions))
-        groups.append(QueryGroup(stratum, q, iv, augmented_queries(q, iv)))
+        groups.append(QueryGroup(stratum, q, iv, augmented_queries(q, iv, n_keys=train.shape[0] * len(stratum.positions))))
     accs = [StreamingSoftmax(g.features.shape[0], channels, device=dev, dtype=dtype, track_owner=diagnostics,
+                             order=g.augmented.order,
                              mass=MassHistogram(g.features.shape[0], train.shape[0] * len(g.stratum.positions),
                                                 fraction=MASS_FRACTION, dtype=dtype, device=dev)
                              if diagnostics and mass else None)
             for g in groups]
     image_acc = image_queries = None
     if diagnostics:
-        image_queries = augmented_queries(y64.reshape(n, -1), inv_var)
-        image_acc = StreamingSoftmax(n, 0, device=dev, dtype=torch.float64)
+        image_queries = augmented_queries(y64.reshape(n, -1), inv_var, n_keys=train.shape[0])
+        image_acc = StreamingSoftmax(n, 0, device=dev, dtype=torch.float64, order=image_queries.order)
     _stream(train, problem, B, features, groups, accs, opts, image_queries, image_acc, desc="LE-MMSE")
 
     xhat = torch.empty(n, h * w, channels, dtype=dtype, device=dev)

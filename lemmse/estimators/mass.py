@@ -71,6 +71,9 @@ UNDERFLOW = 64
 #: Below this fraction of (query, image) pairs holding a key inside the window, only those pairs
 #: are histogrammed (gathered); above it, every key of the tile.
 LIVE_FRACTION = 0.2
+#: Below this many keys per row, as a fraction of a row's columns, a tile is scattered flat: reading
+#: whole rows into cache first (``PREFETCH``) would cost more than the keys' own random accesses.
+SPARSE_KEYS = 0.25
 #: Rows of a tile histogrammed at a time: their histogram rows (~56 kB each) and scratch fit in
 #: a core's L2 cache.
 CHUNK_ROWS = 16
@@ -81,6 +84,13 @@ GROUP = 64
 PREFETCH = True
 #: Relative slack of the ceilings of the bound (mass sums and their scaling are rounded).
 ROUNDING = 1e-12
+
+
+def _row_ids(rows: slice | torch.Tensor, q: int, device: torch.device) -> torch.Tensor:
+    """The ``q`` query indices that ``rows`` (a slice or an index tensor) names."""
+    if isinstance(rows, slice):
+        return torch.arange(rows.start, rows.start + q, device=device)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -169,11 +179,12 @@ class MassHistogram:
     # filling
     # ------------------------------------------------------------------------------------------
 
-    def update(self, rows: slice, weights: torch.Tensor, shift: torch.Tensor, image_max: torch.Tensor | None = None,
-               group: int = 1) -> None:
+    def update(self, rows: slice | torch.Tensor, weights: torch.Tensor, shift: torch.Tensor,
+               image_max: torch.Tensor | None = None, group: int = 1) -> None:
         """Histogram one tile: ``weights = e^{l - shift}`` ``(q, k)`` (overwritten), ``shift`` ``(q,)``
-        the running maximum including this tile; ``image_max`` ``(q, k/group)``, if given, the
-        largest logit of each image (``group`` consecutive keys)."""
+        the running maximum including this tile; ``rows`` the queries (a slice, or indices in any
+        order); ``image_max`` ``(q, k/group)``, if given, the largest logit of each image (``group``
+        consecutive keys). Any subset of a block's keys may come: a key's bin depends on its weight only."""
         q, k = weights.shape
         self._raise_anchor(rows, shift)
         # v = weights · e^{m - A} · 2^scale: the keys' masses, as normal floats
@@ -186,9 +197,19 @@ class MassHistogram:
             if n_live < LIVE_FRACTION * live.numel():
                 row, image = live.nonzero(as_tuple=True)
                 v = weights.view(q, -1, group)[row, image].mul_(factor[row, None])  # (n_live, group)
-                index = self._columns(v, "live").add_((row + rows.start)[:, None] * self._width())
+                index = self._columns(v, "live").add_(_row_ids(rows, q, weights.device)[row][:, None] * self._width())
                 self._add(index.view(-1), v.view(-1))
                 return
+        if not isinstance(rows, slice):  # indexed rows: one flat scatter (rows are not contiguous)
+            v = weights.mul_(factor[:, None])
+            index = self._columns(v, "dense").add_(rows[:, None] * self._width())
+            self._add(index.view(-1), v.view(-1))
+            return
+        if k < SPARSE_KEYS * self._width():  # few keys per row (a screened tile): one flat scatter
+            v = weights.mul_(factor[:, None])
+            index = self._columns(v, "sparse").add_(_row_ids(rows, q, weights.device)[:, None] * self._width())
+            self._add(index.view(-1), v.view(-1))
+            return
         for start in range(0, q, CHUNK_ROWS):  # row chunks: the scratch stays in cache
             stop = min(start + CHUNK_ROWS, q)
             v = weights[start:stop].mul_(factor[start:stop, None])
@@ -227,7 +248,7 @@ class MassHistogram:
             self.count.view(-1).index_add_(0, index, self._ones(v.numel()))
             self.mass.view(-1).index_add_(0, index, v.to(torch.float64))
 
-    def _raise_anchor(self, rows: slice, shift: torch.Tensor) -> None:
+    def _raise_anchor(self, rows: slice | torch.Tensor, shift: torch.Tensor) -> None:
         """Move the anchor of every row whose maximum passed it (whole octaves; rows shift down)."""
         anchor = self.anchor[rows]
         moved = (shift > anchor * math.log(2)).nonzero().squeeze(1)
@@ -235,7 +256,7 @@ class MassHistogram:
             return
         new = torch.ceil((shift[moved] + HEADROOM) / math.log(2))
         octaves = new - anchor[moved]  # inf for a row's first keys
-        r = moved + rows.start
+        r = _row_ids(rows, shift.shape[0], shift.device)[moved]
         far = octaves * (1 << self.hi_bits) >= self.n_bins
         near = ~far
         if bool(near.any()):
@@ -250,6 +271,7 @@ class MassHistogram:
             else:
                 self.count[rn] = self.count[rn].gather(1, source) * valid
                 self.mass[rn] = self.mass[rn].gather(1, source) * valid * torch.exp2(-steps)[:, None]
+        far &= torch.isfinite(anchor[moved])  # a row's first keys: its histogram is still empty
         if bool(far.any()):
             for table in (self.sums,) if self.packed else (self.count, self.mass):
                 table[r[far]] = 0

@@ -24,8 +24,8 @@ def mmse(train: torch.Tensor, y: torch.Tensor, problem: InverseProblem, B: Circu
     project = projector(B)
     n = y.shape[0]
     queries = project(y.to(device=opts.device, dtype=torch.float64)).reshape(n, -1)
-    acc = StreamingSoftmax(n, queries.shape[1], device=opts.device, dtype=opts.dtype)
-    q_aug = augmented_queries(queries, 1.0 / sigma.to(opts.device) ** 2)
+    q_aug = augmented_queries(queries, 1.0 / sigma.to(opts.device) ** 2, n_keys=train.shape[0])
+    acc = StreamingSoftmax(n, queries.shape[1], device=opts.device, dtype=opts.dtype, order=q_aug.order)
     per_block = images_per_block(1, opts.key_block)
     for start, x in training_blocks(train, per_block, opts.device, opts.progress, "MMSE"):
         keys = project(problem.A(x)).reshape(x.shape[0], -1)

@@ -1,18 +1,62 @@
-r"""Gaussian kernel regression streamed over blocks of training images.
+r"""Gaussian kernel regression streamed over blocks of training images, scored at fp32 speed.
 
-Every fast path reduces to softmax attention with logits ``-‖q - k‖² / 2σ_q²``. They are
-computed as one float64 matrix product of augmented vectors,
+Every fast path reduces to softmax attention with logits
 
-.. math::  [q/σ_q², -1/(2σ_q²)] \cdot [k, ‖k‖²] = -‖q - k‖²/(2σ_q²) + ‖q‖²/(2σ_q²),
+.. math::  l_{qk} = (q\cdot k - ‖k‖^2/2)/σ_q^2 = -‖q - k‖^2/(2σ_q^2) + ‖q‖^2/(2σ_q^2),
 
 the last term being constant per query (it cancels in the softmax and is added back for the
-densities). In float64 the expansion's cancellation costs ~1e-16·‖q‖‖k‖/σ², i.e. below 1e-7 in
-the logit even at σ = 1e-3, while the product still runs at matrix-multiply speed; float32
-would be off by O(1) there. Queries are grouped (one group per LE-MMSE stratum); each group
-owns one :class:`~lemmse.estimators.accumulator.StreamingSoftmax`.
+densities). Consumers receive ``l`` computed in float64 as the product of augmented vectors
+``[q/σ², -1/(2σ²)]·[k, ‖k‖²]`` (error ~1e-16·‖q‖‖k‖/σ², below 1e-7 even at σ = 1e-3) — but only
+for the keys whose weight can matter. Which those are is decided by a cheaper fp32 product whose
+rounding error is bounded rigorously.
+
+**Screening (fp32).** With a centre ``c`` (the mean query of the set; it shrinks the norms),
+``q' = q - c``, ``k' = k - c``, the centred score ``g = q'·k' - ‖k'‖²/2`` satisfies
+``σ² l = g + ρ_q`` with ``ρ_q = (‖q‖² - ‖q'‖²)/2`` constant per query. A key can be dropped for
+query ``q`` when ``l_qk < M_q - W``, ``M_q`` being a lower bound of the largest logit of ``q`` (the
+best exact logit seen so far): its weight is below ``e^{-W}`` of the largest. In ``g`` units the
+threshold is ``θ_q = (M_q - W)σ_q² - ρ_q``. One fp32 product of ``x_q = [q', -½, -τ_q]`` with
+``y_k = [k', ‖k'‖², 1]`` (inner length ``n = F + 2``) gives ``s̃ ≈ g - τ``; rounding the inputs to
+fp32 (relative error ``u = 2⁻²⁴`` each) and the standard bound for a dot product
+``|fl(x·y) - x·y| ≤ γ_n Σ|x_l||y_l|``, ``γ_n = nu/(1 - nu)`` — valid in any summation order,
+with or without FMA — give
+
+.. math::  |s̃_{qk} - (g_{qk} - τ_q)| \le c\,(‖q'‖\,K_1 + K_2 + |τ_q|), \qquad
+           c = 2u + u^2 + γ_n (1+u)^2,
+
+(Cauchy-Schwarz on the feature part; ``K_1 = \max_k ‖k'‖`` and ``K_2 = \max_k ‖k'‖²/2`` per
+key block). With ``τ_q = θ_q - e_q`` and ``e_q = c(‖q'‖K_1 + K_2 + |θ_q|)/(1 - c)`` (which
+bounds the error since ``|τ| ≤ |θ| + e``), every key with ``g ≥ θ`` has ``s̃ ≥ 0``: a key is
+*screened in* for the tile when ``max_q s̃_{qk} ≥ 0`` — one column maximum of the fp32 tile.
+``c`` carries an extra ``2⁻⁴⁰`` and ``e`` an absolute ``2⁻¹⁰⁰·n(1 + ·)`` of slack, covering every
+float64 rounding of the screen (centring, ``ρ``, ``θ``) and fp32 underflow.
+
+**Rescoring (float64).** The screened-in columns are scored exactly as above (one float64
+product on the gathered keys) and handed to the consumer with ``columns`` naming them; the rows
+of a tile are queries sorted by σ and then in space (a k-d tree along principal axes) so that similar
+queries share their columns. Keys
+left out hold less than ``e^{-W}`` of their query's largest weight. With ``K`` keys met by the
+query over the whole stream (``n_keys`` of :class:`Queries`) the window is
+``W = log K + log(1/ε)``, ``ε = 1e-8`` (:func:`window`): the dropped keys then hold less than
+``ε`` of the total weight together, so the output moves by less than ``ε`` times the spread of
+the values and ``log Z`` by less than ``ε`` — far inside the float64 contract (1e-6). Without
+``n_keys`` the window is :data:`WINDOW_MAX`, fp32's smallest normal exponent, where the
+accumulator clamps anyway. ``M_q`` starts from a probe (the first tile's fp32 row maxima
+minus their bound) and then follows the exact rescored logits, across key blocks and passes.
+The diagnostics read the screened tiles too: a dropped key owns no source-map pixel (the largest
+key is always kept, and an image's share counts its kept keys up to ``ε``) and lies below the
+99 %-mass window (``log K + 4.6`` below the maximum, inside ``W``).
+
+A tile whose screened-in columns are most of the block (large σ, where nearly every key
+matters) is scored directly by the dense float64 product, as is every tile when the fp32 screen
+cannot help (no features, small key blocks, norms near fp32 overflow) or inside :func:`float64_scores`, which
+forces the reference path (the benchmark's baseline and the tests' second opinion).
+:func:`score_stats` counts the pairs scored and rescored in float64.
 """
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
@@ -20,10 +64,106 @@ import torch
 
 from lemmse.progress import progress_bar
 
+#: Total weight the dropped keys of a query may hold, relative to its largest weight's sum.
+WINDOW_TOLERANCE = 1e-8
+#: The window when the number of keys a query meets is unknown: weights below e^-87 underflow fp32.
+WINDOW_MAX = 87.0
+#: fp32 unit roundoff.
+U32 = 2.0**-24
+#: Relative slack covering the float64 roundings of the screen; absolute slack per product term.
+SLACK_REL = 2.0**-40
+SLACK_ABS = 2.0**-100
+#: A tile whose screened-in columns exceed this fraction of the block is scored densely.
+DENSE_UNION = 0.6
+#: After a dense tile, the screen is retried every this many key blocks.
+RESCREEN_EVERY = 8
+#: Leaf size of the spatial query order (a tile of queries is one or a few leaves).
+SORT_LEAF = 64
+#: Key blocks smaller than this are scored densely (the screen's overhead would not pay).
+MIN_SCREEN_KEYS = 2048
+#: Norm products beyond this risk fp32 overflow: such tiles are scored in float64 directly.
+FP32_SAFE = 2.0**100
+
 
 class Consumer(Protocol):
-    def update(self, rows: slice, logits: torch.Tensor, values, *, first_owner: int = 0,
-               group: int = 1) -> None: ...
+    def update(self, rows: slice | torch.Tensor, logits: torch.Tensor, values, *, first_owner: int = 0,
+               group: int = 1, columns: torch.Tensor | None = None) -> None: ...
+
+
+@dataclass
+class ScoreStats:
+    """Pairs (query, key) scored, and how many of them in float64."""
+
+    pairs: int = 0
+    rescored: int = 0
+    tiles: int = 0
+    dense_tiles: int = 0
+
+    @property
+    def rescored_fraction(self) -> float:
+        return self.rescored / self.pairs if self.pairs else 0.0
+
+
+_collectors: list[ScoreStats] = []
+_reference_depth = 0
+
+
+@contextlib.contextmanager
+def score_stats() -> Iterator[ScoreStats]:
+    """Count, within the block, the pairs every :func:`attend` call scores and rescores."""
+    stats = ScoreStats()
+    _collectors.append(stats)
+    try:
+        yield stats
+    finally:
+        _collectors.remove(stats)
+
+
+@contextlib.contextmanager
+def float64_scores() -> Iterator[None]:
+    """Within the block, score every pair with the dense float64 product (the reference path)."""
+    global _reference_depth
+    _reference_depth += 1
+    try:
+        yield
+    finally:
+        _reference_depth -= 1
+
+
+def _count(pairs: int, rescored: int, dense: bool) -> None:
+    for s in _collectors:
+        s.pairs += pairs
+        s.rescored += rescored
+        s.tiles += 1
+        s.dense_tiles += int(dense)
+
+
+@contextlib.contextmanager
+def _ieee_fp32() -> Iterator[None]:
+    """fp32 products in IEEE single precision (no TF32 / bf16 shortcuts) within the block."""
+    saved = torch.get_float32_matmul_precision()
+    saved_cuda = torch.backends.cuda.matmul.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved)
+        torch.backends.cuda.matmul.allow_tf32 = saved_cuda
+
+
+def screen_constant(n: int) -> float:
+    """``c`` of the module docstring for inner length ``n`` (plus the relative slack); inf if unusable."""
+    nu = n * U32
+    if nu >= 0.25:
+        return float("inf")
+    gamma = nu / (1.0 - nu)
+    return 2 * U32 + U32 * U32 + gamma * (1 + U32) ** 2 + SLACK_REL
+
+
+def screen_error(c: float, n: int, magnitude: torch.Tensor) -> torch.Tensor:
+    """Error bound ``e`` of a screened score from ``magnitude = ‖q'‖K₁ + K₂ + |θ| + …``."""
+    return c * magnitude / (1.0 - c) + SLACK_ABS * n * (1.0 + magnitude)
 
 
 @dataclass
@@ -41,9 +181,80 @@ class KeyBlock:
         return torch.cat([k, (k * k).sum(dim=1, keepdim=True)], dim=1)
 
 
-def augmented_queries(features: torch.Tensor, inv_var: torch.Tensor) -> torch.Tensor:
-    """``[q/σ², -1/(2σ²)]`` float64, ``(Q, F + 1)``; ``inv_var`` is ``1/σ²`` per query."""
-    return torch.cat([features * inv_var[:, None], -0.5 * inv_var[:, None]], dim=1)
+class Queries:
+    """Queries ``(Q, F)`` float64 with ``1/σ²`` per query, prepared once for every key block.
+
+    Holds the float64 augmented rows ``[q/σ², -1/(2σ²)]`` in the tile order ``order`` (sorted
+    by σ and in space: consumers hold their queries in that order too), their fp32 centred copies, and the running lower bound
+    ``max_logit`` of each query's largest logit (sorted order), which the screen needs. That
+    bound is valid only while every consumer of these queries sees the same keys (one training
+    set, streamed once or several times).
+    """
+
+    def __init__(self, features: torch.Tensor, inv_var: torch.Tensor, n_keys: int | None = None):
+        self.n, self.dim = features.shape
+        #: keys further than this below a query's best logit are dropped (:func:`window`)
+        self.window = window(n_keys)
+        self.centre = features.mean(dim=0) if self.n else features.new_zeros(self.dim)
+        centred = features - self.centre
+        sq = (features * features).sum(dim=1)
+        csq = (centred * centred).sum(dim=1)
+        var = 1.0 / inv_var
+        order = torch.argsort(var, stable=True)
+        _, counts = torch.unique_consecutive(var[order], return_counts=True)
+        parts, first = [], 0
+        for count in counts.tolist():  # queries of one σ together, each set in spatial order
+            part = order[first : first + count]
+            parts.append(part[spatial_order(features[part])])
+            first += count
+        self.order = torch.cat(parts) if parts else order
+        o = self.order
+        self.sorted_augmented = torch.cat([features[o] * inv_var[o, None], -0.5 * inv_var[o, None]], dim=1)
+        half = torch.full((self.n, 1), -0.5, dtype=features.dtype, device=features.device)
+        # fp32 screen rows [q', -½, -τ]; the last column is rewritten before every screen
+        self.screen_rows = torch.cat([centred[o], half, torch.zeros_like(half)], dim=1).to(torch.float32)
+        self.centred_norm = csq[o].sqrt()
+        self.var = var[o]
+        self.inv_var = inv_var[o]
+        self.rho = 0.5 * (sq[o] - csq[o])
+        self.norm_terms = sq[o] + csq[o]  # covers the float64 rounding of ρ and of M's probe
+        self.max_logit = torch.full((self.n,), -torch.inf, dtype=torch.float64, device=features.device)
+        self._dense_streak: dict[int, int] = {}
+
+    @property
+    def shape(self) -> torch.Size:
+        """Shape of the augmented rows ``(Q, F + 1)``."""
+        return self.sorted_augmented.shape
+
+
+def spatial_order(points: torch.Tensor, leaf: int = SORT_LEAF) -> torch.Tensor:
+    """An order of ``points`` ``(Q, F)`` in which neighbours in the order are near in space.
+
+    Recursive halving at the median of the principal direction (a k-d tree along principal
+    axes, found by a few power iterations), leaves of ``≤ leaf`` points kept in the order of
+    their norm. Tiles of consecutive queries then share most of their nearby keys.
+    """
+    order = torch.arange(points.shape[0], device=points.device)
+    if points.shape[0] <= leaf or points.shape[1] == 0:
+        return order[torch.argsort((points * points).sum(dim=1), stable=True)]
+    centred = points - points.mean(dim=0)
+    direction = centred.abs().mean(dim=0) + 1.0  # deterministic start
+    for _ in range(8):
+        direction = centred.T @ (centred @ direction)
+        norm = direction.norm()
+        if not bool(norm > 0):
+            return order[torch.argsort((points * points).sum(dim=1), stable=True)]
+        direction = direction / norm
+    split = torch.argsort(centred @ direction, stable=True)
+    half = points.shape[0] // 2
+    low, high = split[:half], split[half:]
+    return torch.cat([low[spatial_order(points[low], leaf)], high[spatial_order(points[high], leaf)]])
+
+
+def augmented_queries(features: torch.Tensor, inv_var: torch.Tensor, n_keys: int | None = None) -> Queries:
+    """Prepare ``features`` ``(Q, F)`` float64 with ``inv_var`` = ``1/σ²`` per query for :func:`attend`;
+    ``n_keys``: how many keys each query meets over the whole stream (it sets the window)."""
+    return Queries(features, inv_var, n_keys)
 
 
 def with_ones(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -52,15 +263,138 @@ def with_ones(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.cat([values.to(dtype), ones], dim=1)
 
 
-def attend(queries_aug: torch.Tensor, keys: KeyBlock, consumer: Consumer, query_block: int) -> None:
-    """Feed ``consumer`` the logits of every query against one key block, a query tile at a time."""
+class _Buffers:
+    """Reused fp32/float64 tile workspaces (no allocation or page faults per tile)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.held: dict[torch.dtype, torch.Tensor] = {}
+
+    def get(self, rows: int, cols: int, dtype: torch.dtype) -> torch.Tensor:
+        size = rows * cols
+        buf = self.held.get(dtype)
+        if buf is None or buf.numel() < size:
+            buf = torch.empty(size, dtype=dtype, device=self.device)
+            self.held[dtype] = buf
+        return buf[:size].view(rows, cols)
+
+
+def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: int) -> None:
+    """Feed ``consumer`` the logits of every query against one key block, a query tile at a time.
+
+    Only keys screened in (module docstring) reach the consumer, with ``columns`` naming them
+    within the block; their logits are exact in float64. ``rows`` is a slice of the queries'
+    *tile order* ``queries.order`` (sorted by σ, then in space), on every path: a consumer holds
+    its queries in that order (``StreamingSoftmax(..., order=queries.order)`` reads them back in
+    the original one), so every tile is a contiguous run of its rows.
+    """
+    if _reference_depth or queries.dim == 0:
+        _attend_float64(queries, keys, consumer, query_block)
+        return
+    buffers = _Buffers(queries.sorted_augmented.device)
+    k_aug = keys.augmented()
+    n_k, n = k_aug.shape[0], queries.dim + 2
+    y32, k1, k2 = key_screen(keys.features, queries.centre)
+    c = screen_constant(n)
+    base = queries.centred_norm * k1 + k2 + queries.norm_terms  # θ-free part of the magnitude
+    usable = c < 1.0 and n_k >= MIN_SCREEN_KEYS and bool((base < FP32_SAFE).all())
+    ready = (usable and bool(torch.isfinite(queries.max_logit).all())
+             and _thresholds(queries, slice(0, queries.n), base, c, n))
+    with _ieee_fp32():
+        for start in range(0, queries.n, query_block):
+            sl = slice(start, min(start + query_block, queries.n))
+            rows = sl.stop - sl.start
+            streak = queries._dense_streak.get(start, 0)
+            dense = not usable or bool(streak and streak % RESCREEN_EVERY)
+            scores = buffers.get(rows, n_k, torch.float32)
+            if not (dense or ready):
+                if not bool(torch.isfinite(queries.max_logit[sl]).all()):
+                    _probe(queries, sl, y32, base[sl], c, n, scores)
+                dense = not _thresholds(queries, sl, base[sl], c, n)
+            if not dense:
+                torch.mm(queries.screen_rows[sl], y32, out=scores)
+                columns = (scores.amax(dim=0) >= 0).nonzero().flatten()
+                dense = columns.numel() > DENSE_UNION * n_k
+            if dense:
+                _dense_tile(queries, sl, k_aug, keys, consumer, buffers)
+                queries._dense_streak[start] = streak + 1
+                continue
+            queries._dense_streak[start] = 0
+            _count(rows * n_k, rows * columns.numel(), dense=False)
+            if columns.numel() == 0:
+                continue
+            logits = buffers.get(rows, columns.numel(), torch.float64)
+            torch.mm(queries.sorted_augmented[sl], k_aug.index_select(0, columns).T, out=logits)
+            _raise_max(queries, sl, logits)
+            consumer.update(sl, logits, keys.values.index_select(0, columns),
+                            first_owner=keys.first_owner, group=keys.group, columns=columns)
+
+
+def window(n_keys: int | None) -> float:
+    """``W = log K - log ε`` (at most :data:`WINDOW_MAX`): keys more than ``W`` below their query's
+    best logit hold, all ``K`` together, less than ``ε`` = :data:`WINDOW_TOLERANCE` of its weight."""
+    if n_keys is None:
+        return WINDOW_MAX
+    return min(WINDOW_MAX, math.log(max(n_keys, 1)) - math.log(WINDOW_TOLERANCE))
+
+
+def key_screen(features: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tensor, float, float]:
+    """fp32 screen columns ``[k', ‖k'‖², 1]ᵀ`` ``(F + 2, K)`` of keys ``(K, F)``, with ``K₁``, ``K₂``."""
+    centred = features - centre
+    ksq = (centred * centred).sum(dim=1)
+    top = float(ksq.max()) if ksq.numel() else 0.0
+    side = torch.cat([centred, ksq[:, None], torch.ones_like(ksq)[:, None]], dim=1)
+    return side.to(torch.float32).T.contiguous(), top**0.5, 0.5 * top
+
+
+def _probe(queries: Queries, sl: slice, y32: torch.Tensor, base: torch.Tensor, c: float, n: int,
+           scores: torch.Tensor) -> None:
+    """First lower bounds ``M`` of the rows ``sl``: with τ = 0, their fp32 row maxima minus the bound."""
+    queries.screen_rows[sl, -1] = 0.0
+    torch.mm(queries.screen_rows[sl], y32, out=scores)
+    probe = scores.amax(dim=1).to(torch.float64)
+    probe = (probe - screen_error(c, n, base) + queries.rho[sl]) * queries.inv_var[sl]
+    queries.max_logit[sl] = torch.maximum(queries.max_logit[sl], probe)
+
+
+def _thresholds(queries: Queries, sl: slice, base: torch.Tensor, c: float, n: int) -> bool:
+    """Write ``-τ`` of the rows ``sl`` into their screen rows; False where fp32 could overflow."""
+    theta = (queries.max_logit[sl] - queries.window) * queries.var[sl] - queries.rho[sl]
+    magnitude = base + theta.abs()
+    if not bool((magnitude < FP32_SAFE).all()):
+        return False
+    # rounded to fp32: an input rounding, covered by the bound
+    queries.screen_rows[sl, -1] = -(theta - screen_error(c, n, magnitude))
+    return True
+
+
+def _raise_max(queries: Queries, sl: slice, logits: torch.Tensor) -> None:
+    """Raise the running lower bounds ``M`` of the tile's queries to their best exact logits."""
+    queries.max_logit[sl] = torch.maximum(queries.max_logit[sl], logits.amax(dim=1))
+
+
+def _dense_tile(queries: Queries, sl: slice, k_aug: torch.Tensor, keys: KeyBlock, consumer: Consumer,
+                buffers: _Buffers) -> None:
+    """Every key of the block for the (sorted) tile ``sl``, scored by the float64 product."""
+    rows = sl.stop - sl.start
+    logits = buffers.get(rows, k_aug.shape[0], torch.float64)
+    torch.mm(queries.sorted_augmented[sl], k_aug.T, out=logits)
+    _raise_max(queries, sl, logits)
+    _count(rows * k_aug.shape[0], rows * k_aug.shape[0], dense=True)
+    consumer.update(sl, logits, keys.values, first_owner=keys.first_owner, group=keys.group)
+
+
+def _attend_float64(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: int) -> None:
+    """The reference path: every pair by one dense float64 product (rows in the queries' tile order)."""
     k_aug_t = keys.augmented().T
-    n_q, n_k = queries_aug.shape[0], k_aug_t.shape[1]
-    buffer = torch.empty(min(query_block, n_q) * n_k, dtype=torch.float64, device=queries_aug.device)
+    q_aug = queries.sorted_augmented
+    n_q, n_k = q_aug.shape[0], k_aug_t.shape[1]
+    buffer = torch.empty(min(query_block, n_q) * n_k, dtype=torch.float64, device=q_aug.device)
     for start in range(0, n_q, query_block):
         stop = min(start + query_block, n_q)
         logits = buffer[: (stop - start) * n_k].view(stop - start, n_k)
-        torch.mm(queries_aug[start:stop], k_aug_t, out=logits)
+        torch.mm(q_aug[start:stop], k_aug_t, out=logits)
+        _count((stop - start) * n_k, (stop - start) * n_k, dense=True)
         consumer.update(slice(start, stop), logits, keys.values, first_owner=keys.first_owner, group=keys.group)
 
 
