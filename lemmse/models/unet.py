@@ -45,9 +45,15 @@ _PAPER_CHANNELS = {3: (96, 224, 480), 5: (96, 224, 480), 7: (96, 224, 480), 9: (
 
 @dataclass(frozen=True)
 class UNetOptions:
-    """Width/depth of the UNet. ``channels[l]`` is the width of level ``l`` (0 = outermost)."""
+    """Width/depth of the UNet. ``channels[l]`` is the width of level ``l`` (0 = outermost).
 
-    channels: tuple[int, ...] = (16, 32)
+    The small default is one level of 16 channels (conv_in, one down block, the mid block, two up
+    blocks with their skips): at these widths a step's cost is the number of blocks (norms,
+    activations, 1×1 convolutions), not their FLOPs, so a second level, even as narrow as (8, 16),
+    costs more than widening one level and converges worse (see config/config.yaml's ``training``).
+    """
+
+    channels: tuple[int, ...] = (16,)
     layers_per_block: int = 1
     norm_groups: int = 1
 
