@@ -325,7 +325,10 @@ def test_figure_renders(world, tmp_path, name):
 
 
 def _shown_panels(monkeypatch) -> list[tuple[str, np.ndarray]]:
-    """Record every (title, image) a figure draws; forbid recomputing B y (it is read from the stores)."""
+    """Record every (title, image) a figure draws; forbid recomputing B y (it is read from the stores).
+    The figure is closed unsaved: these tests read its panels, :func:`test_figure_renders` its PNG."""
+    import matplotlib.pyplot as plt
+
     import lemmse.operators
     from lemmse.figures import style
 
@@ -339,6 +342,7 @@ def _shown_panels(monkeypatch) -> list[tuple[str, np.ndarray]]:
         raise AssertionError("a figure recomputed B y")
 
     monkeypatch.setattr(style, "image_panel", recording)
+    monkeypatch.setattr(style, "save", lambda fig, *args, **kw: plt.close(fig))
     monkeypatch.setattr(lemmse.operators, "preinvert", no_preinvert)
     return shown
 
