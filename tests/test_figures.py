@@ -302,8 +302,11 @@ def test_fig2_panels_and_distances():
 
 # ------------------------------------------------------------------------------------------- rendering
 #: Renders of 100+ panels (10-15 s each on the fixture's sweep): slow tier only; the fast tier still
-#: draws every module's figures (curves through fig5, fig17, fig18_19, ...).
-SLOW_RENDERS = ("fig8_smoothed", "fig9_other_datasets")
+#: draws every module's figures (curves through fig6, fig17, fig18_19, ...). Fig. 13 (5 s) and Fig. 5
+#: (2 s) are slow here too: the fast tier draws them in full elsewhere (every panel of Fig. 13 in
+#: test_gallery_b_y_is_the_estimator_stores_by, Fig. 5's PNG in test_cli_make_and_list and
+#: test_fig5_draws_fixed_sigma_networks_as_points_beside_the_curves).
+SLOW_RENDERS = ("fig8_smoothed", "fig9_other_datasets", "fig13_gallery", "fig5_psnr_vs_sigma")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_RENDERS else n
