@@ -456,11 +456,22 @@ def image_log_density(train: np.ndarray, y: np.ndarray, A: np.ndarray, sigma, *,
     return np.array(out)
 
 
-def mass_counts(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """The exact top-mass count ``k*`` per row of ``logits (Q, K)`` — the fewest largest weights summing to
-    at least ``fraction`` — from the sorted cumulative sum, and the sorted log-weights ``(Q, K)``."""
+def top_mass(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted log-weights ``(Q, K)`` of every row of ``logits (Q, K)``, largest first, and their
+    cumulative weights ``(Q, K)``: one sort serves :func:`count_at` at every fraction."""
     logw = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
     ordered = -np.sort(-logw, axis=1)
-    cum = np.cumsum(np.exp(ordered), axis=1)
-    k = np.array([min(int(np.searchsorted(c, fraction)) + 1, c.size) for c in cum])
-    return k, ordered
+    return ordered, np.cumsum(np.exp(ordered), axis=1)
+
+
+def count_at(cumulative: np.ndarray, fraction: float) -> np.ndarray:
+    """The exact top-mass count ``k*`` per row — the fewest largest weights summing to at least
+    ``fraction`` — from the cumulative weights of :func:`top_mass`."""
+    return np.array([min(int(np.searchsorted(c, fraction)) + 1, c.size) for c in cumulative])
+
+
+def mass_counts(logits: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """The exact top-mass count ``k*`` per row of ``logits (Q, K)`` (:func:`count_at`) and the sorted
+    log-weights ``(Q, K)``."""
+    ordered, cumulative = top_mass(logits)
+    return count_at(cumulative, fraction), ordered

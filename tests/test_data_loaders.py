@@ -102,6 +102,66 @@ def test_fashion_mnist_missing_file_and_sizes(tmp_path):
     assert not (tmp_path / "o.zarr").exists()
 
 
+# ----------------------------------------------------------------- downloads (from a file:// mirror)
+def _mirror(tmp_path, monkeypatch) -> dict:
+    """The gzipped Fashion-MNIST files in a local folder, and the loader's URL and MD5s pointed at them."""
+    from lemmse.data import fashion_mnist
+    from lemmse.data.download import md5sum
+
+    mirror = tmp_path / "mirror"
+    arrays = _write_fmnist(mirror, gz=True)
+    monkeypatch.setattr(fashion_mnist, "URL", mirror.as_uri() + "/")
+    monkeypatch.setattr(fashion_mnist, "MD5", {split: md5sum(mirror / f"{name}.gz")
+                                               for split, name in fashion_mnist.FILES.items()})
+    return arrays
+
+
+def _prepare_downloading(tmp_path):
+    return prepare_dataset("fashion_mnist", tmp_path / "fm.zarr", root=tmp_path / "root", train_size=6,
+                           test_size=4, resolution=28, download=True)
+
+
+def test_download_fetches_the_md5_checked_files_into_root(tmp_path, monkeypatch):
+    arrays = _mirror(tmp_path, monkeypatch)
+    out = _prepare_downloading(tmp_path)
+    # both files renamed into place, no partial download left beside them
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["t10k-images-idx3-ubyte.gz",
+                                                                     "train-images-idx3-ubyte.gz"]
+    np.testing.assert_array_equal(load_split(out, "test")[:, 0],
+                                  (arrays["t10k-images-idx3-ubyte"] / 255.0).astype(np.float32))
+
+
+def test_a_downloaded_file_with_another_md5_is_not_kept(tmp_path, monkeypatch):
+    from lemmse.data import fashion_mnist
+
+    _mirror(tmp_path, monkeypatch)
+    monkeypatch.setitem(fashion_mnist.MD5, "test", "0" * 32)
+    with pytest.raises(LemmseInputError, match=r"t10k-images-idx3-ubyte\.gz has MD5 [0-9a-f]{32}, expected 0{32}"):
+        _prepare_downloading(tmp_path)
+    assert [p.name for p in (tmp_path / "root").iterdir()] == ["train-images-idx3-ubyte.gz"]
+    assert not (tmp_path / "fm.zarr").exists()
+
+
+def test_a_file_already_in_root_with_its_md5_is_not_fetched_again(tmp_path, monkeypatch):
+    from lemmse.data import fashion_mnist
+
+    _mirror(tmp_path, monkeypatch)
+    (tmp_path / "root").mkdir()
+    for p in (tmp_path / "mirror").iterdir():
+        (tmp_path / "root" / p.name).write_bytes(p.read_bytes())
+    monkeypatch.setattr(fashion_mnist, "URL", (tmp_path / "nowhere").as_uri() + "/")  # never opened
+    assert load_split(_prepare_downloading(tmp_path), "train").shape == (6, 1, 28, 28)
+
+
+def test_an_unreachable_download_is_named(tmp_path, monkeypatch):
+    from lemmse.data import fashion_mnist
+
+    monkeypatch.setattr(fashion_mnist, "URL", (tmp_path / "nowhere").as_uri() + "/")
+    with pytest.raises(LemmseInputError, match=r"could not download \S*nowhere/train-images-idx3-ubyte\.gz"):
+        _prepare_downloading(tmp_path)
+    assert list((tmp_path / "root").iterdir()) == []
+
+
 # ------------------------------------------------------------------------------------ CIFAR-10
 class _Py2Pickler(pickle._Pickler):
     """Writes str and bytes as Python 2 ``str`` (BINSTRING opcodes), as the upstream batches were written."""

@@ -302,8 +302,11 @@ def test_fig2_panels_and_distances():
 
 # ------------------------------------------------------------------------------------------- rendering
 #: Renders of 100+ panels (10-15 s each on the fixture's sweep): slow tier only; the fast tier still
-#: draws every module's figures (curves through fig5, fig17, fig18_19, ...).
-SLOW_RENDERS = ("fig8_smoothed", "fig9_other_datasets")
+#: draws every module's figures (curves through fig6, fig17, fig18_19, ...). Fig. 13 (5 s) and Fig. 5
+#: (2 s) are slow here too: the fast tier draws them in full elsewhere (every panel of Fig. 13 in
+#: test_gallery_b_y_is_the_estimator_stores_by, Fig. 5's PNG in test_cli_make_and_list and
+#: test_fig5_draws_fixed_sigma_networks_as_points_beside_the_curves).
+SLOW_RENDERS = ("fig8_smoothed", "fig9_other_datasets", "fig13_gallery", "fig5_psnr_vs_sigma")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_RENDERS else n
@@ -325,7 +328,10 @@ def test_figure_renders(world, tmp_path, name):
 
 
 def _shown_panels(monkeypatch) -> list[tuple[str, np.ndarray]]:
-    """Record every (title, image) a figure draws; forbid recomputing B y (it is read from the stores)."""
+    """Record every (title, image) a figure draws; forbid recomputing B y (it is read from the stores).
+    The figure is closed unsaved: these tests read its panels, :func:`test_figure_renders` its PNG."""
+    import matplotlib.pyplot as plt
+
     import lemmse.operators
     from lemmse.figures import style
 
@@ -339,6 +345,7 @@ def _shown_panels(monkeypatch) -> list[tuple[str, np.ndarray]]:
         raise AssertionError("a figure recomputed B y")
 
     monkeypatch.setattr(style, "image_panel", recording)
+    monkeypatch.setattr(style, "save", lambda fig, *args, **kw: plt.close(fig))
     monkeypatch.setattr(lemmse.operators, "preinvert", no_preinvert)
     return shown
 

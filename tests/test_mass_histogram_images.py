@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from lemmse.estimators import estimate
 from lemmse.estimators.accumulator import StreamingSoftmax
 from lemmse.estimators.mass import MassHistogram
-from bruteforce import mass_counts
+from bruteforce import count_at, mass_counts, top_mass
 
 TRAIN = 40
 PATCH = 5
@@ -51,9 +51,11 @@ def brute_logits(train: np.ndarray, y: np.ndarray, sigma: float) -> np.ndarray:
     return -0.5 * d2 / sigma**2
 
 
-def assert_within_bound(counts: np.ndarray, logits: np.ndarray, delta: float, tolerance: float, what: str) -> None:
-    low, _ = mass_counts(logits, FRACTION - tolerance)
-    high, ordered = mass_counts(logits, FRACTION + tolerance)
+def assert_within_bound(counts: np.ndarray, sorted_mass: tuple[np.ndarray, np.ndarray], delta: float, tolerance: float,
+                        what: str) -> None:
+    """``sorted_mass``: :func:`bruteforce.top_mass` of the brute-force logits (one sort for every check)."""
+    ordered, cumulative = sorted_mass
+    low, high = count_at(cumulative, FRACTION - tolerance), count_at(cumulative, FRACTION + tolerance)
     for r in np.flatnonzero((counts < low) | (counts > high)):
         crossing = ordered[r, high[r] - 1]
         near = int(np.sum(np.abs(ordered[r] - crossing) <= delta * (1 + 1e-9) + tolerance))
@@ -74,6 +76,7 @@ def test_mass_counts_of_real_images_against_brute_force(data, image, sigma, dtyp
     train = digits[:TRAIN]
     y = (digits[TEST_START + image] + sigma * draws[noise]).astype(np.float32).astype(np.float64)
     logits = brute_logits(train, y, sigma)
+    sorted_mass = top_mass(logits)
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
     n_keys = logits.shape[1]
 
@@ -81,7 +84,8 @@ def test_mass_counts_of_real_images_against_brute_force(data, image, sigma, dtyp
     res = estimate(torch.from_numpy(train[:, None]).to(dtype), torch.from_numpy(y[None, None]).to(dtype),
                    task="denoising", estimator="lemmse", sigma=sigma, patch=PATCH, dtype=dtype, diagnostics=True)
     delta = MassHistogram(1, n_keys).delta
-    assert_within_bound(res.diagnostics["mass99"].reshape(-1).numpy(), logits, delta, tolerance, f"σ={sigma} package")
+    mass99 = res.diagnostics["mass99"].reshape(-1).numpy()
+    assert_within_bound(mass99, sorted_mass, delta, tolerance, f"σ={sigma} package")
 
     # the brute-force logits streamed in blocks of whole images: k_lo <= k* <= k_hi, exact where k_lo = k_hi
     acc = StreamingSoftmax(logits.shape[0], 1, dtype=dtype,
@@ -93,12 +97,11 @@ def test_mass_counts_of_real_images_against_brute_force(data, image, sigma, dtyp
         acc.update(slice(0, logits.shape[0]), torch.from_numpy(logits[:, cols]).contiguous(), values[cols],
                    first_owner=start // group, group=group)
     k_lo, k_hi = (b.numpy() for b in acc.mass_bounds())
-    low, _ = mass_counts(logits, FRACTION - tolerance)
-    high, _ = mass_counts(logits, FRACTION + tolerance)
+    low, high = count_at(sorted_mass[1], FRACTION - tolerance), count_at(sorted_mass[1], FRACTION + tolerance)
     assert (k_lo <= high).all() and (low <= k_hi).all()
     sure = k_lo == k_hi
     assert ((low <= k_hi) & (k_hi <= high))[sure].all(), f"σ={sigma}: the bound says exact but the count is not"
-    assert_within_bound(k_hi, logits, acc.mass.delta, tolerance, f"σ={sigma} streamed")
+    assert_within_bound(k_hi, sorted_mass, acc.mass.delta, tolerance, f"σ={sigma} streamed")
 
 
 def test_the_real_image_cases_are_not_trivial(data):

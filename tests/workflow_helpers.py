@@ -27,10 +27,16 @@ def make_workdir(path: Path) -> Path:
 
 def snakemake(workdir: Path, *args: str, configfile: Path = TINY, timeout: float = 1200,
               popen: bool = False):
-    """``snakemake --snakefile ... --directory workdir --configfile ... args`` (captured output)."""
+    """``snakemake --snakefile ... --directory workdir --configfile ... args`` (captured output), a local run.
+
+    ``SLURM_CONF`` is the empty file: the SLURM executor plugin runs ``scontrol show config`` when
+    Snakemake starts, which waits 9 s where ``slurm.conf`` names a controller that is not running (a
+    developer's machine between CI runs); a local run never talks to SLURM, and with an empty
+    configuration ``scontrol`` fails at once. The SLURM tests run through ``fixtures_slurm``."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
            "--configfile", str(configfile), *args]
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SLURM_CONF": os.devnull}
     if popen:  # output to a file: an unread pipe would block snakemake once full
         with open(workdir / "snakemake-background.log", "a") as out:
             return subprocess.Popen(cmd, cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT,

@@ -1,4 +1,4 @@
-"""Opt-in downloads (``download: true``) for clusters with internet; never used by the tests.
+"""Opt-in downloads (``download: true``) for clusters with internet; the tests fetch from a file:// mirror.
 
 A file is fetched to a temporary name next to its target, checked against its published MD5,
 then renamed into place, so an interrupted download never looks like a finished one.
