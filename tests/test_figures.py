@@ -203,6 +203,24 @@ def test_fig3_pairs_the_emmse_under_both_preinverses():
         select("fig3_emmse", _inputs(analytic=_analytic(_emmse_rows(pres=("identity",)))), Reference())
 
 
+def test_fig3_draws_only_the_sigmas_where_both_preinverses_hold_the_image():
+    # image 0 of deconvolution lacks its B = A⁺ row at σ = 0.1 (a partial table): that σ is not a pair
+    rows = [r for r in _emmse_rows() if not (r["task"] == "deconvolution" and r["preinverse"] == "pinv"
+                                             and r["image"] == 0 and r["sigma"] == 0.1)]
+    inputs = _inputs(analytic=_analytic(rows))
+    sel = select("fig3_emmse", inputs, Reference())
+    # deconvolution spreads its three σ over the four paired ones; inpainting keeps 0.01, 0.1, 1.0
+    assert sel.facet_values() == ([("d", "deconvolution", g) for g in (0.01, 0.5, 1.0)]
+                                  + [("d", "inpainting", g) for g in (0.01, 0.1, 1.0)])
+    assert sel.frame["psnr_est_truth"].notna().all()
+    assert sel.frame["kind"].tolist() == ["identity", "pinv"] * 6
+    # the memorisation table of exactly those rows is enough to draw it
+    memo = sel.frame[["dataset", "task", "preinverse", "train_size", "split", "image", "sigma"]].assign(
+        estimator="emmse", distance=0.5, nearest_index=3, nearest_shift_h=0, nearest_shift_w=0)
+    inputs.memorisation = memo
+    assert select("fig3_emmse", inputs, Reference()).frame["nearest_index"].tolist() == [3] * 12
+
+
 def test_fig17_keeps_only_problems_along_which_p_varies():
     rows = [dict(patch=p, image=i, neg_log_density_patch_paper=10.0 * p + i) for p in (3, 5) for i in (0, 1)]
     rows += [dict(task="inpainting", preinverse="pinv", patch=3, neg_log_density_patch_paper=1.0)]

@@ -604,15 +604,20 @@ def select_fig3(inputs: FigureInputs, ref: Reference) -> Selection:
     rows, stores = [], []
     for (ds, task, n), part in a.groupby(keys, sort=False):
         image = first_image(part)
-        for s in pick_sigmas(part["sigma"], 3):
+        # the σ at which the tables hold this image under both pre-inverses (each drawn row is a pair)
+        kinds_at = part[part["image"] == image].groupby("sigma")["kind"].nunique()
+        paired = kinds_at[kinds_at == 2].index
+        for s in pick_sigmas(paired, 3):
             for kind in ("identity", "pinv"):
                 pre = labels[ds, task, n, kind]
                 d = part[(part["preinverse"] == pre) & (part["image"] == image) & np.isclose(part["sigma"], s)]
                 rows.append({"dataset": ds, "task": task, "preinverse": pre, "kind": kind, "train_size": int(n),
                              "split": split, "image": image, "sigma": s,
-                             "psnr_est_truth": float(d["psnr_est_truth"].iloc[0]) if len(d) else np.nan})
+                             "psnr_est_truth": float(d["psnr_est_truth"].iloc[0])})
                 stores.append(("analytic", ds, ds, task, pre, "emmse", 0, int(n)))
         stores += [("measurements", ds, task), ("data", ds)]
+    if not rows:
+        raise LemmseInputError(f"{name}: no test image has analytic E-MMSE rows under both B = I and B = A⁺ at one σ")
     frame = _with_nearest_shifted(pd.DataFrame(rows), inputs.memorisation)
     stores.append(("memorisation",))  # the memorisation table: each output's nearest shifted training image
     # deconvolution (they coincide) before inpainting (they differ), B = I first
