@@ -78,14 +78,14 @@ class StreamingSoftmax:
             self.key_owner_index = torch.full((n_queries,), -1, dtype=torch.long, device=device)
         self.mass = mass
 
-    def update(self, rows: slice | torch.Tensor, logits: torch.Tensor, values: torch.Tensor | ValueFn,
+    def update(self, rows: slice, logits: torch.Tensor, values: torch.Tensor | ValueFn,
                *, first_owner: int = 0, group: int = 1, columns: torch.Tensor | None = None) -> None:
         """Fold one block in (``logits``: (q, k) float64, left unchanged).
 
         ``values`` is either a ``(k, V + 1)`` matrix whose last column is ones (so the
         normaliser comes out of the same product), or a function mapping the ``(q, k)``
-        weights to their ``(q, V)`` weighted value sums. ``rows`` picks the queries (a slice or
-        indices); ``columns``, when given, names the block's keys that ``logits`` holds.
+        weights to their ``(q, V)`` weighted value sums. ``rows`` is the run of state rows the
+        block's queries occupy; ``columns``, when given, names the block's keys that ``logits`` holds.
         """
         old = self.max[rows]
         q, k = logits.shape
@@ -103,7 +103,7 @@ class StreamingSoftmax:
         torch.sub(logits, shift[:, None], out=weights)  # exact in float64, then one rounding
         weights.clamp_(min=self._floor).exp_()
         rescale = torch.exp(old - shift).to(self.dtype)
-        sums = self.sums[rows]  # a view for a slice, a copy for indices (written back below)
+        sums = self.sums[rows]  # a view: updated in place
         sums.mul_(rescale[:, None])
         if callable(values):
             sums[:, : self.value_dim] += values(weights)
@@ -112,8 +112,6 @@ class StreamingSoftmax:
             # (V+1, k) @ (k, q), the long key axis inner: BLAS runs this 3-4x faster than the
             # skinny (q, k) @ (k, V+1) it would otherwise get.
             sums.add_(torch.mm(values.T.contiguous(), weights.T).T)
-        if not isinstance(rows, slice):
-            self.sums[rows] = sums
         if self.track_owner:
             if columns is None:
                 per_owner = weights.view(weights.shape[0], -1, group).sum(dim=2)
@@ -129,7 +127,7 @@ class StreamingSoftmax:
             self.mass.update(rows, weights, shift, image_max, group)  # last: it overwrites the weights
         self.max[rows] = new
 
-    def _track_key_owner(self, rows: slice | torch.Tensor, logits: torch.Tensor, image_max: torch.Tensor | None,
+    def _track_key_owner(self, rows: slice, logits: torch.Tensor, image_max: torch.Tensor | None,
                          block_max: torch.Tensor, old: torch.Tensor, first_owner: int, group: int,
                          columns: torch.Tensor | None) -> None:
         """Keep the image of the largest logit seen so far (first one on exact ties).
@@ -146,8 +144,7 @@ class StreamingSoftmax:
             if columns is not None:
                 key = columns[key]
             image = torch.div(key, group, rounding_mode="floor")
-        target = better + rows.start if isinstance(rows, slice) else rows[better]
-        self.key_owner_index[target] = image + first_owner
+        self.key_owner_index[better + rows.start] = image + first_owner
 
     def _weights_buffer(self, shape: torch.Size) -> torch.Tensor:
         """A reusable ``shape`` tensor in ``dtype`` (no allocation or page faults per tile)."""

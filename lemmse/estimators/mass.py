@@ -86,11 +86,9 @@ PREFETCH = True
 ROUNDING = 1e-12
 
 
-def _row_ids(rows: slice | torch.Tensor, q: int, device: torch.device) -> torch.Tensor:
-    """The ``q`` query indices that ``rows`` (a slice or an index tensor) names."""
-    if isinstance(rows, slice):
-        return torch.arange(rows.start, rows.start + q, device=device)
-    return rows
+def _row_ids(rows: slice, q: int, device: torch.device) -> torch.Tensor:
+    """The ``q`` query indices of the contiguous run ``rows``."""
+    return torch.arange(rows.start, rows.start + q, device=device)
 
 
 @dataclass(frozen=True)
@@ -179,11 +177,11 @@ class MassHistogram:
     # filling
     # ------------------------------------------------------------------------------------------
 
-    def update(self, rows: slice | torch.Tensor, weights: torch.Tensor, shift: torch.Tensor,
+    def update(self, rows: slice, weights: torch.Tensor, shift: torch.Tensor,
                image_max: torch.Tensor | None = None, group: int = 1) -> None:
         """Histogram one tile: ``weights = e^{l - shift}`` ``(q, k)`` (overwritten), ``shift`` ``(q,)``
-        the running maximum including this tile; ``rows`` the queries (a slice, or indices in any
-        order); ``image_max`` ``(q, k/group)``, if given, the largest logit of each image (``group``
+        the running maximum including this tile; ``rows`` the queries (a contiguous run of the
+        state's rows); ``image_max`` ``(q, k/group)``, if given, the largest logit of each image (``group``
         consecutive keys). Any subset of a block's keys may come: a key's bin depends on its weight only."""
         q, k = weights.shape
         self._raise_anchor(rows, shift)
@@ -200,11 +198,6 @@ class MassHistogram:
                 index = self._columns(v, "live").add_(_row_ids(rows, q, weights.device)[row][:, None] * self._width())
                 self._add(index.view(-1), v.view(-1))
                 return
-        if not isinstance(rows, slice):  # indexed rows: one flat scatter (rows are not contiguous)
-            v = weights.mul_(factor[:, None])
-            index = self._columns(v, "dense").add_(rows[:, None] * self._width())
-            self._add(index.view(-1), v.view(-1))
-            return
         if k < SPARSE_KEYS * self._width():  # few keys per row (a screened tile): one flat scatter
             v = weights.mul_(factor[:, None])
             index = self._columns(v, "sparse").add_(_row_ids(rows, q, weights.device)[:, None] * self._width())
@@ -248,7 +241,7 @@ class MassHistogram:
             self.count.view(-1).index_add_(0, index, self._ones(v.numel()))
             self.mass.view(-1).index_add_(0, index, v.to(torch.float64))
 
-    def _raise_anchor(self, rows: slice | torch.Tensor, shift: torch.Tensor) -> None:
+    def _raise_anchor(self, rows: slice, shift: torch.Tensor) -> None:
         """Move the anchor of every row whose maximum passed it (whole octaves; rows shift down)."""
         anchor = self.anchor[rows]
         moved = (shift > anchor * math.log(2)).nonzero().squeeze(1)

@@ -86,7 +86,7 @@ FP32_SAFE = 2.0**100
 
 
 class Consumer(Protocol):
-    def update(self, rows: slice | torch.Tensor, logits: torch.Tensor, values, *, first_owner: int = 0,
+    def update(self, rows: slice, logits: torch.Tensor, values, *, first_owner: int = 0,
                group: int = 1, columns: torch.Tensor | None = None) -> None: ...
 
 
