@@ -299,6 +299,18 @@ def _lemmse_unmatched_analytic():
                  eval_dataset=("o",), patch=(3, 7), split=TWO_SPLITS)]))
 
 
+def _blowup_unmatched():
+    # problems whose B y cannot be copied at the smallest σ: inpainting's hole, deconvolution's A⁺
+    # (train far *below* test, which would sink the statistic were they read)
+    def fill(sigma, split, **k):
+        return {"psnr_est_truth": 30.0 - (50.0 if (split == "train" and sigma == 0.01) else 0.0)}
+
+    return dict(analytic_table=pd.concat([
+        _lemmse_unmatched_analytic()["analytic_table"],
+        analytic(fill, task=("inpainting",), preinverse=("identity", "pinv"), split=TWO_SPLITS),
+        analytic(fill, task=("deconvolution",), preinverse=("pinv",), split=TWO_SPLITS)]))
+
+
 CASES: dict[str, Case] = {
     "agreement": Case(_agreement, lambda d: 25 + d, lambda d: d > 0, _agreement_unmatched),
     "often_30": Case(_often, lambda d: 2 / 6 if d > 0 else 0.0, lambda d: d > 0, _agreement_unmatched),
@@ -307,7 +319,7 @@ CASES: dict[str, Case] = {
     "small_patches_agree": Case(_small_patch, lambda d: d, lambda d: d > 0, _agreement_unmatched),
     "density_vs_patch": Case(_density_patch, lambda d: d, lambda d: d > 0, _lemmse_unmatched_analytic),
     "patch_vs_sigma": Case(_patch_sigma, lambda d: 4.0 if d > 0 else 0.0, lambda d: d > 0, _patch_sigma_unmatched),
-    "train_blowup": Case(_blowup, lambda d: 10 + d, lambda d: d >= 0, _lemmse_unmatched_analytic),
+    "train_blowup": Case(_blowup, lambda d: 10 + d, lambda d: d >= 0, _blowup_unmatched),
     "mass_few": Case(_mass_few, lambda d: 10 + d, lambda d: d <= 0, _lemmse_unmatched_analytic),
     "mass_grows": Case(_mass_grows, lambda d: 10 + d, lambda d: d >= 0, _lemmse_unmatched_analytic),
     "critical_sigma": Case(_critical, lambda d: 2 + d, lambda d: d >= 0, _lemmse_unmatched_analytic),
@@ -382,6 +394,16 @@ def test_agreement_64_only_on_large_images():
         assert row["value"] == pytest.approx(25 + d) and row["verdict"] == (HOLDS if d > 0 else FAILS)
     row = run("agreement_64", pd.concat([_agreement(EPS)["metrics_table"], small]), resolutions={"d": 32, "s": 16})
     assert row["verdict"] == NOT_COVERED and "64×64" in row["detail"]
+
+
+def test_train_blowup_reads_only_problems_whose_pixels_can_be_copied():
+    rows = _blowup_unmatched()["analytic_table"]
+    row = run("train_blowup", analytic_table=rows)
+    assert row["verdict"] == NOT_COVERED and "denoising" in row["detail"]
+    row = run("train_blowup", analytic_table=pd.concat([_blowup(EPS)["analytic_table"], rows]))
+    assert row["value"] == pytest.approx(10 + EPS) and row["verdict"] == HOLDS
+    # the excluded problems are still reported, with their gap (train − test = −50 dB)
+    assert "inpainting B=identity: -50.0 dB" in row["detail"] and "deconvolution B=pinv: -50.0 dB" in row["detail"]
 
 
 def test_often_needs_most_cells_above_25():

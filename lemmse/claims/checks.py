@@ -253,18 +253,37 @@ def patch_vs_sigma(inp: Inputs) -> Outcome:
 @claim("train_blowup", "On the training set, for low noise levels the formula copy-pastes exactly the right "
        "patches, explaining the blow-up of PSNR(LE-MMSE, truth) at the origin.", "§D.3, Fig. 19")
 def train_blowup(inp: Inputs) -> Outcome:
+    """Only where B y shows every pixel at about the noise σ can a training patch be copied exactly:
+    inpainting hides the pixels of patches inside the hole (the formula returns their mean there),
+    and deconvolution's A⁺ multiplies the noise by up to 1/min|â| (≈ 5·10³ for the Gaussian blur),
+    so its smallest σ is no low noise. Those cells are reported in the detail, not in the statistic."""
     thr = inp.settings.blowup_db
     a = _lemmse(inp, "psnr_est_truth")
     if not {"train", "test"} <= set(a["split"]):
         raise NotCovered("needs LE-MMSE rows on train and test images")
-    cells = _cells(inp, a, ACELL, ["psnr_est_truth"], "train_blowup")
+    amplified = (a["task"] == "deconvolution") & (a["preinverse"].map(inp.kind) == "pinv")
+    outside = (a["task"] == "inpainting") | amplified
+    if not (~outside).any():
+        raise NotCovered("no LE-MMSE rows on a problem whose B y shows every pixel at noise ~σ "
+                         "(denoising, or deconvolution with B ≠ A⁺)")
+    cells = _cells(inp, a[~outside], ACELL, ["psnr_est_truth"], "train_blowup")
 
     value, lo, hi = _boot(inp, cells, lambda x: ends(_split_gap(x), "sigma")["first"], "min")
     e = ends(_split_gap(cells.point), "sigma")
-    return outcome("per configuration: mean PSNR(LE-MMSE, truth) on train minus on test images at the smallest σ; "
-                   f"statistic: the lowest over configurations; holds if ≥ {thr:g} dB", value, lo, hi, value >= thr,
-                   f"median gap {e['first'].median():.1f} dB at the smallest σ, {e['last'].median():.1f} dB at the "
-                   f"largest ({len(e)} configurations)", len(cells.point))
+    detail = (f"median gap {e['first'].median():.1f} dB at the smallest σ, {e['last'].median():.1f} dB at the "
+              f"largest ({len(e)} configurations)")
+    if outside.any():
+        rest = a[outside]
+        gaps = rest[rest["sigma"] == rest.groupby(list(EST_CONFIG), dropna=False)["sigma"].transform("min")]
+        per = gaps.groupby(["task", "preinverse", "split"])["psnr_est_truth"].mean().unstack("split")
+        if {"train", "test"} <= set(per.columns):
+            detail += "; outside the statistic (hidden pixels or A⁺-amplified noise), mean gap at the smallest σ: " + ", ".join(
+                f"{t} B={p}: {g:.1f} dB" for (t, p), g in (per["train"] - per["test"]).dropna().items())
+    return outcome("per configuration whose B y shows every pixel at noise ~σ (denoising; deconvolution with "
+                   "B ≠ A⁺; inpainting's hidden pixels and A⁺'s amplified noise cannot be copied): mean "
+                   "PSNR(LE-MMSE, truth) on train minus on test images at the smallest σ; statistic: the lowest "
+                   f"over configurations; holds if ≥ {thr:g} dB", value, lo, hi, value >= thr, detail,
+                   len(cells.point))
 
 
 # ------------------------------------------------------------------------------------ mass, patchwork
