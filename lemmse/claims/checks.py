@@ -68,6 +68,12 @@ def _boot(inp: Inputs, cells: Cells, per_group: Callable[[pd.Series], pd.Series]
     return value, low, high
 
 
+def _amplified(inp: Inputs, df: pd.DataFrame) -> pd.Series:
+    """Rows of deconvolution with B = A⁺: A⁺ multiplies the noise by up to 1/min|â| (≈ 5·10³ for the
+    Gaussian blur), so their smallest σ is no low noise in B y (the paper notes their higher mass, §D.4)."""
+    return (df["task"] == "deconvolution") & (df["preinverse"].map(inp.kind) == "pinv")
+
+
 def _other(levels: Sequence[str], *drop: str) -> list[str]:
     return [k for k in levels if k not in drop]
 
@@ -261,8 +267,7 @@ def train_blowup(inp: Inputs) -> Outcome:
     a = _lemmse(inp, "psnr_est_truth")
     if not {"train", "test"} <= set(a["split"]):
         raise NotCovered("needs LE-MMSE rows on train and test images")
-    amplified = (a["task"] == "deconvolution") & (a["preinverse"].map(inp.kind) == "pinv")
-    outside = (a["task"] == "inpainting") | amplified
+    outside = (a["task"] == "inpainting") | _amplified(inp, a)
     if not (~outside).any():
         raise NotCovered("no LE-MMSE rows on a problem whose B y shows every pixel at noise ~σ "
                          "(denoising, or deconvolution with B ≠ A⁺)")
@@ -295,13 +300,23 @@ def _mass(inp: Inputs) -> pd.DataFrame:
        "neighbours).", "§D.4, Fig. 20")
 def mass_few(inp: Inputs) -> Outcome:
     thr = inp.settings.few_patches
-    cells = _cells(inp, _mass(inp), ACELL, [MASS], "mass_few")
+    a = _mass(inp)
+    amplified = _amplified(inp, a)
+    if amplified.all():
+        raise NotCovered("only deconvolution with B = A⁺, whose smallest σ is no low noise in B y")
+    cells = _cells(inp, a[~amplified], ACELL, [MASS], "mass_few")
 
     value, lo, hi = _boot(inp, cells, lambda x: ends(x, "sigma")["first"], "max")
-    return outcome("per (configuration, split): mean over images of the 99 %-mass count averaged over observed "
+    detail = f"{len(ends(cells.point, 'sigma'))} configurations"
+    if amplified.any():
+        rest = a[amplified]
+        low = rest[rest["sigma"] == rest["sigma"].min()]
+        detail += (f"; deconvolution with B = A⁺ (A⁺-amplified noise, outside the statistic): {low[MASS].mean():.3g} "
+                   f"at σ = {rest['sigma'].min():g}")
+    return outcome("per (configuration, split) whose smallest σ is low noise in B y (not deconvolution with B = A⁺, "
+                   "whose A⁺ amplifies it ~10³-fold): mean over images of the 99 %-mass count averaged over observed "
                    f"pixels, at the smallest σ; statistic: the largest over configurations; holds if ≤ {thr:g}",
-                   value, lo, hi, value <= thr, f"{len(ends(cells.point, 'sigma'))} configurations",
-                   len(cells.point))
+                   value, lo, hi, value <= thr, detail, len(cells.point))
 
 
 @claim("mass_grows", "As the noise level increases, the number of contributing patches increases significantly.",
