@@ -132,3 +132,29 @@ def test_source_maps_match_a_direct_computation(seed, images, group, scale, per_
     # the single-patch map is the stricter one: where it names an image, the image map names the same one
     named = acc.key_owner(0.5).numpy() >= 0
     assert (acc.image_owner(0.5).numpy()[named] == acc.key_owner(0.5).numpy()[named]).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), keys=st.sampled_from([5, 63, 64, 300, 2000, 9000]),
+       scale=st.sampled_from([0.3, 3.0, 30.0]), tiles=st.integers(1, 4))
+def test_fused_binning_kernel_is_bit_identical_to_the_pytorch_path(seed, keys, scale, tiles):
+    """float32 weights on CPU: lemmse.estimators.binning (one numba pass) and the PyTorch passes fill the
+    same int64 sums, for row runs not starting at 0, few and many keys per row, a moving anchor."""
+    from lemmse.estimators import binning
+
+    assert binning.ENABLED  # numba is a dependency: the fast path must be the one tested here
+    rng = np.random.default_rng(seed)
+    n_queries, rows = 24, slice(8, 20)
+    tiles_ = [torch.from_numpy(rng.standard_normal((12, keys)) * scale + t * scale).float() for t in range(tiles)]
+    sums = []
+    for enabled in (True, False):
+        hist = MassHistogram(n_queries, keys * tiles, dtype=torch.float32)
+        running = torch.full((12,), -math.inf, dtype=torch.float64)
+        with mock.patch.object(binning, "ENABLED", enabled):
+            for logits in tiles_:
+                running = torch.maximum(running, logits.double().amax(dim=1))
+                weights = torch.exp(logits.double() - running[:, None]).float()
+                hist.update(rows, weights, running)
+        sums.append(hist.sums.clone())
+    assert torch.equal(sums[0], sums[1])
+    assert int(sums[0][rows].count_nonzero()) > 0 and int(sums[0][:8].count_nonzero()) == 0

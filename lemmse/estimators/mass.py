@@ -55,6 +55,8 @@ from dataclasses import dataclass
 
 import torch
 
+from lemmse.estimators import binning
+
 #: The former two-pass counter split its window ``W`` into this many bins: a bin is never wider
 #: than ``W / REFERENCE_BINS`` here either (:func:`hi_bits`).
 REFERENCE_BINS = 2048
@@ -198,6 +200,11 @@ class MassHistogram:
                 index = self._columns(v, "live").add_(_row_ids(rows, q, weights.device)[row][:, None] * self._width())
                 self._add(index.view(-1), v.view(-1))
                 return
+        if self.packed and binning.available(weights.device):  # one fused pass (lemmse.estimators.binning)
+            binning.bin_rows(self.sums, rows.start, weights.mul_(factor[:, None]), base=self.offset << self.low_bits,
+                             low=self.low_bits, mask=(1 << self.float.mantissa) - 1, one=1 << self.count_bits,
+                             underflow=UNDERFLOW)
+            return
         if k < SPARSE_KEYS * self._width():  # few keys per row (a screened tile): one flat scatter
             v = weights.mul_(factor[:, None])
             index = self._columns(v, "sparse").add_(_row_ids(rows, q, weights.device)[:, None] * self._width())
