@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lemmse.cli.common import (CliError, HelpFormatter, add_verbosity_flags, atomic_outputs,
                                check_output_path, load_images, parse_bytes, positive_int)
+from lemmse.estimators.tiles import DEFAULT_MAX_MEMORY, KEY_BLOCK, MASS_KEY_BLOCK, MASS_QUERY_BLOCK, QUERY_BLOCK
 
 log = logging.getLogger("lemmse.cli.estimate")
 
@@ -23,10 +24,6 @@ TASKS = ("denoising", "inpainting", "deconvolution")
 ESTIMATORS = ("mmse", "emmse", "lemmse", "smoothed")
 PREINVERSES = ("identity", "adjoint", "pinv", "tikhonov")
 DTYPES = ("float32", "float64")
-#: Same value as ``lemmse.estimators.api.DEFAULT_MAX_MEMORY`` (kept here so ``--help`` needs no torch).
-DEFAULT_MAX_MEMORY = 2**30
-DEFAULT_KEY_BLOCK = 4096
-DEFAULT_QUERY_BLOCK = 256
 #: Defaults of the flags only the smoothed estimator takes (``None`` on the parser = not given).
 SMOOTHED_DEFAULTS = {"smoothing": 0.0, "samples": 1, "seed": 0}
 
@@ -132,13 +129,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                      help="upper bound on the working memory of the computation: a byte count or a size "
                           "such as 512MiB, 2GiB (KiB/MiB/GiB and K/M/G are powers of 1024, KB/MB/GB of 1000). "
                           "Measurements are processed in chunks that fit. Default: 1GiB.")
-    run.add_argument("--key-block", type=positive_int, metavar="N", default=DEFAULT_KEY_BLOCK,
+    run.add_argument("--key-block", type=positive_int, metavar="N", default=None,
                      help="about how many training patches (keys) are scored per block of the streaming "
                           "loop (whole training images per block). Changes speed, not results "
-                          f"(beyond rounding). Default: {DEFAULT_KEY_BLOCK}.")
-    run.add_argument("--query-block", type=positive_int, metavar="N", default=DEFAULT_QUERY_BLOCK,
+                          f"(beyond rounding). Default: {KEY_BLOCK} ({MASS_KEY_BLOCK} with the 99 %%-mass "
+                          "diagnostic).")
+    run.add_argument("--query-block", type=positive_int, metavar="N", default=None,
                      help="how many measured patches (queries) are scored per tile. Changes speed, not "
-                          f"results (beyond rounding). Default: {DEFAULT_QUERY_BLOCK}.")
+                          f"results (beyond rounding). Default: {QUERY_BLOCK} ({MASS_QUERY_BLOCK} with the 99 %%-mass "
+                          "diagnostic).")
     add_verbosity_flags(p)
     p.set_defaults(func=run_estimate)
     return p

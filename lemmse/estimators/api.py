@@ -11,17 +11,14 @@ from dataclasses import dataclass, field
 import torch
 
 from lemmse.errors import LemmseInputError
+from lemmse.estimators.names import (DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES, DIAGNOSTICS,  # noqa: F401 (re-exported)
+                                     MASS_DIAGNOSTICS)
+from lemmse.estimators.tiles import (DEFAULT_MAX_MEMORY, KEY_BLOCK, QUERY_BLOCK,  # noqa: F401 (re-exported)
+                                     stream_blocks)
 from lemmse.operators import PREINVERSES, TASKS, InverseProblem, make_problem
 from lemmse.operators.linear_maps import CircularLinearMap
 
 ESTIMATORS = ("mmse", "emmse", "lemmse", "smoothed")
-
-#: Default bound on the working memory of one call (bytes).
-DEFAULT_MAX_MEMORY = 2**30
-
-
-from lemmse.estimators.names import (DIAGNOSTIC_MAPS, DIAGNOSTIC_SUMMARIES, DIAGNOSTICS,  # noqa: F401 (re-exported)
-                                     MASS_DIAGNOSTICS)
 
 
 @dataclass
@@ -59,8 +56,8 @@ class StreamOptions:
     device: torch.device
     dtype: torch.dtype
     max_memory: int = DEFAULT_MAX_MEMORY
-    key_block: int = 4096
-    query_block: int = 256
+    key_block: int = KEY_BLOCK
+    query_block: int = QUERY_BLOCK
     progress: bool = False
 
 
@@ -142,8 +139,8 @@ def estimate(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     max_memory: int = DEFAULT_MAX_MEMORY,
-    key_block: int = 4096,
-    query_block: int = 256,
+    key_block: int | None = None,
+    query_block: int | None = None,
     progress: bool = False,
 ) -> EstimateResult:
     """Compute ``x̂(y)`` for a batch of measurements ``y`` ``(n, C, H, W)``.
@@ -155,7 +152,8 @@ def estimate(
     output. ``diagnostics`` adds the LE-MMSE diagnostics (:class:`EstimateResult`); ``mass=False``
     leaves out the three of :data:`MASS_DIAGNOSTICS` and their extra pass over the training set.
     ``max_memory`` (bytes) bounds the working set; ``key_block``/``query_block`` set the
-    tile of the streaming loop (results do not depend on them beyond rounding).
+    tile of the streaming loop (results do not depend on them beyond rounding; default
+    :func:`stream_blocks`).
     """
     if task not in TASKS:
         raise LemmseInputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -192,8 +190,8 @@ def estimate_with(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     max_memory: int = DEFAULT_MAX_MEMORY,
-    key_block: int = 4096,
-    query_block: int = 256,
+    key_block: int | None = None,
+    query_block: int | None = None,
     progress: bool = False,
 ) -> EstimateResult:
     """:func:`estimate` with an already built operator ``problem`` and pre-inverse ``B``."""
@@ -213,6 +211,7 @@ def estimate_with(
             raise LemmseInputError(f"samples must be an integer >= 1, got samples={samples!r}")
     if diagnostics and estimator != "lemmse":
         raise LemmseInputError(f"diagnostics are defined for the LE-MMSE only, not estimator {estimator!r}")
+    key_block, query_block = stream_blocks(diagnostics and mass and estimator == "lemmse", key_block, query_block)
     for name, value in (("max_memory", max_memory), ("key_block", key_block), ("query_block", query_block)):
         if not isinstance(value, int) or value < 1:
             raise LemmseInputError(f"{name} must be a positive integer, got {name}={value!r}")
