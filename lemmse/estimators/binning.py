@@ -1,4 +1,4 @@
-r"""The 99 %-mass histogram's binning on CPU, fused into one pass per key (a numba kernel).
+r"""The 99 %-mass histogram's binning and row shifts on CPU, each one pass (numba kernels).
 
 :class:`lemmse.estimators.mass.MassHistogram` bins every key of a tile by the bits of its scaled
 weight ``v`` (float32): column ``c = max((bits(v) - base) >> low, j mod U)`` (``j`` the key's
@@ -7,6 +7,10 @@ the row's int64 sum in that column. In PyTorch that is six passes over the tile 
 shift, maximum, mask, add, scatter), each writing a tile-sized temporary; here it is one loop that
 reads each key once and adds into its row, which stays in cache. The integers are the same, so
 the histogram is bit-identical to the PyTorch path (``tests/test_estimator_mass.py`` runs both).
+
+When a row's anchor moves up by ``o`` octaves, its columns move ``s = o·2^HI`` down (column ``c``
+takes column ``c + s``, the top ``s`` become empty): :func:`shift_rows` does that in place, one
+pass per row, where PyTorch gathered each row through a tile of indices and wrote it back.
 
 Rows are split between threads (``prange``): a tile's rows are distinct queries, so no two
 threads add into the same row. The thread count follows PyTorch's (the job's ``threads``).
@@ -39,6 +43,21 @@ if numba is not None:
                     c = floor
                 row[c] += (b & mask) + one
 
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def _shift_rows(sums, rows, steps):  # pragma: no cover - compiled
+        n = sums.shape[1]
+        for i in numba.prange(rows.shape[0]):
+            row = sums[rows[i]]
+            s = steps[i]
+            for c in range(n - s):
+                row[c] = row[c + s]
+            for c in range(max(n - s, 0), n):
+                row[c] = 0
+
+
+def _threads() -> None:
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
 
 def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, *, base: int, low: int, mask: int, one: int,
              underflow: int) -> None:
@@ -46,8 +65,15 @@ def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, *, base: int, 
     of ``sums`` ``(Q, columns)`` (int64), as the module docstring says."""
     if underflow & (underflow - 1):
         raise ValueError(f"underflow columns must be a power of two, got {underflow}")
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    _threads()
     _bin_rows(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(), base, low, mask, one, underflow - 1)
+
+
+def shift_rows(sums: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor) -> None:
+    """Move row ``rows[i]`` of ``sums`` (int64) ``steps[i] ≥ 0`` columns down in place, zero-filling
+    its top; the rows must be distinct."""
+    _threads()
+    _shift_rows(sums.numpy(), rows.to(torch.int64).contiguous().numpy(), steps.to(torch.int64).contiguous().numpy())
 
 
 def available(device: torch.device) -> bool:

@@ -261,16 +261,20 @@ class MassHistogram:
         near = ~far
         if bool(near.any()):
             rn, steps = r[near], octaves[near]
-            cols = self._width()
             # v halves per octave: a key moves 2^HI bins down; column c takes column c + s
-            source = torch.arange(cols, device=rn.device)[None, :] + (steps.to(torch.long) << self.hi_bits)[:, None]
-            valid = source < cols
-            source.clamp_(max=cols - 1)
-            if self.packed:
-                self.sums[rn] = self.sums[rn].gather(1, source) * valid
+            moves = steps.to(torch.long) << self.hi_bits
+            if self.packed and binning.available(rn.device):  # in place, one pass per row
+                binning.shift_rows(self.sums, rn, moves)
             else:
-                self.count[rn] = self.count[rn].gather(1, source) * valid
-                self.mass[rn] = self.mass[rn].gather(1, source) * valid * torch.exp2(-steps)[:, None]
+                cols = self._width()
+                source = torch.arange(cols, device=rn.device)[None, :] + moves[:, None]
+                valid = source < cols
+                source.clamp_(max=cols - 1)
+                if self.packed:
+                    self.sums[rn] = self.sums[rn].gather(1, source) * valid
+                else:
+                    self.count[rn] = self.count[rn].gather(1, source) * valid
+                    self.mass[rn] = self.mass[rn].gather(1, source) * valid * torch.exp2(-steps)[:, None]
         far &= torch.isfinite(anchor[moved])  # a row's first keys: its histogram is still empty
         if bool(far.any()):
             for table in (self.sums,) if self.packed else (self.count, self.mass):
