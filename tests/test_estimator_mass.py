@@ -158,3 +158,19 @@ def test_fused_binning_kernel_is_bit_identical_to_the_pytorch_path(seed, keys, s
         sums.append(hist.sums.clone())
     assert torch.equal(sums[0], sums[1])
     assert int(sums[0][rows].count_nonzero()) > 0 and int(sums[0][:8].count_nonzero()) == 0
+
+
+def test_fused_binning_refuses_keys_above_the_row_and_rows_outside_the_histogram():
+    """The kernel has no bounds checks of its own: its wrapper and counter keep every write in bounds."""
+    import pytest
+
+    from lemmse.estimators import binning
+
+    sums = torch.zeros(4, 128, dtype=torch.int64)
+    v = torch.full((2, 10), 0.5)
+    with pytest.raises(ValueError, match="above their histogram row"):  # base 0: column = bits >> 16 ≫ 128
+        binning.bin_rows(sums, 0, v, base=0, low=16, mask=(1 << 23) - 1, one=1 << 30, underflow=64)
+    with pytest.raises(ValueError, match="outside the 4 histogram rows"):
+        binning.bin_rows(sums, 3, v, base=0, low=16, mask=(1 << 23) - 1, one=1 << 30, underflow=64)
+    with pytest.raises(ValueError, match="rows must lie"):
+        binning.shift_rows(sums, torch.tensor([4]), torch.tensor([1]))

@@ -33,6 +33,8 @@ if numba is not None:
     @numba.njit(parallel=True, cache=True, nogil=True)
     def _bin_rows(sums, first_row, bits, base, low, mask, one, spread):  # pragma: no cover - compiled
         q, k = bits.shape
+        n = sums.shape[1]
+        above = 0
         for i in numba.prange(q):
             row = sums[first_row + i]
             for j in range(k):
@@ -41,7 +43,11 @@ if numba is not None:
                 floor = j & spread  # j mod U, U a power of two (no division in the inner loop)
                 if c < floor:
                     c = floor
+                elif c >= n:  # above the row (never: the anchor lies above the maximum); counted, kept in bounds
+                    above += 1
+                    c = n - 1
                 row[c] += (b & mask) + one
+        return above
 
     @numba.njit(parallel=True, cache=True, nogil=True)
     def _shift_rows(sums, rows, steps):  # pragma: no cover - compiled
@@ -65,13 +71,23 @@ def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, *, base: int, 
     of ``sums`` ``(Q, columns)`` (int64), as the module docstring says."""
     if underflow & (underflow - 1):
         raise ValueError(f"underflow columns must be a power of two, got {underflow}")
+    if v.dtype != torch.float32 or sums.dtype != torch.int64 or not sums.is_contiguous():
+        raise ValueError(f"need float32 weights and contiguous int64 sums, got {v.dtype} and {sums.dtype}")
+    if not 0 <= first_row <= sums.shape[0] - v.shape[0]:
+        raise ValueError(f"rows {first_row}…{first_row + v.shape[0] - 1} outside the {sums.shape[0]} histogram rows")
     _threads()
-    _bin_rows(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(), base, low, mask, one, underflow - 1)
+    above = _bin_rows(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(), base, low, mask, one,
+                      underflow - 1)
+    if above:
+        raise ValueError(f"{above} key(s) binned above their histogram row: weights above the anchor "
+                         "(the rows' histograms are no longer valid)")
 
 
 def shift_rows(sums: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor) -> None:
     """Move row ``rows[i]`` of ``sums`` (int64) ``steps[i] ≥ 0`` columns down in place, zero-filling
     its top; the rows must be distinct."""
+    if rows.numel() and not (0 <= int(rows.min()) and int(rows.max()) < sums.shape[0] and int(steps.min()) >= 0):
+        raise ValueError(f"rows must lie in [0, {sums.shape[0]}) and steps be >= 0")
     _threads()
     _shift_rows(sums.numpy(), rows.to(torch.int64).contiguous().numpy(), steps.to(torch.int64).contiguous().numpy())
 
