@@ -174,3 +174,19 @@ def test_fused_binning_refuses_keys_above_the_row_and_rows_outside_the_histogram
         binning.bin_rows(sums, 3, v, base=0, low=16, mask=(1 << 23) - 1, one=1 << 30, underflow=64)
     with pytest.raises(ValueError, match="rows must lie"):
         binning.shift_rows(sums, torch.tensor([4]), torch.tensor([1]))
+
+
+def test_fused_binning_leaves_pytorchs_thread_count_alone():
+    """numba's OpenMP layer would reset the count PyTorch runs with; its own pool (workqueue) does not."""
+    from lemmse.estimators import binning
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        sums = torch.zeros(64, 128, dtype=torch.int64)
+        binning.bin_rows(sums, 0, torch.full((64, 50), 2.0**-40), base=(127 - 60) << 23, low=23, mask=(1 << 23) - 1,
+                         one=1 << 30, underflow=64)
+        binning.shift_rows(sums, torch.arange(64), torch.full((64,), 3))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

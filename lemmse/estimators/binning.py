@@ -24,6 +24,10 @@ try:
     import numba
 except ImportError:  # pragma: no cover - numba is a dependency; the PyTorch path stays correct without it
     numba = None
+else:
+    # numba's own thread pool, not OpenMP: its OpenMP layer shares PyTorch's runtime and, once
+    # launched, resets the thread count PyTorch runs with (a one-thread job would run on all cores)
+    numba.config.THREADING_LAYER = "workqueue"
 
 #: Use the fused kernel for packed float32 histograms on CPU (the PyTorch path otherwise).
 ENABLED = numba is not None
