@@ -1,12 +1,12 @@
 r"""The 99 %-mass histogram's binning and row shifts on CPU, each one pass (numba kernels).
 
 :class:`lemmse.estimators.mass.MassHistogram` bins every key of a tile by the bits of its scaled
-weight ``v`` (float32): column ``c = max((bits(v) - base) >> low, j mod U)`` (``j`` the key's
-position in the tile, ``U`` the underflow columns) and adds ``2^S + (bits(v) & (2^23 - 1))`` to
-the row's int64 sum in that column. In PyTorch that is six passes over the tile (subtract,
-shift, maximum, mask, add, scatter), each writing a tile-sized temporary; here it is one loop that
-reads each key once and adds into its row, which stays in cache. The integers are the same, so
-the histogram is bit-identical to the PyTorch path (``tests/test_estimator_mass.py`` runs both).
+weight ``v`` (float32): column ``c = (bits(v) - base) >> low`` and adds ``2^S + (bits(v) & (2^23 - 1))``
+to the row's int64 sum in that column. Keys below the window (``c < U``, the underflow columns,
+which nothing reads) are spread by PyTorch over ``U`` columns and skipped here. In PyTorch that is
+six passes over the tile (subtract, shift, maximum, mask, add, scatter), each writing a tile-sized
+temporary; here it is one loop that reads each key once and adds into its row. The window's
+columns are bit-identical to the PyTorch path's (``tests/test_estimator_mass.py`` runs both).
 
 When a row's anchor moves up by ``o`` octaves, its columns move ``s = o·2^HI`` down (column ``c``
 takes column ``c + s``, the top ``s`` become empty): :func:`shift_rows` does that in place, one
@@ -35,7 +35,7 @@ ENABLED = numba is not None
 
 if numba is not None:
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def _bin_rows(sums, first_row, bits, base, low, mask, one, spread):  # pragma: no cover - compiled
+    def _bin_rows(sums, first_row, bits, base, low, mask, one, first_column):  # pragma: no cover - compiled
         q, k = bits.shape
         n = sums.shape[1]
         above = 0
@@ -44,10 +44,9 @@ if numba is not None:
             for j in range(k):
                 b = np.int64(bits[i, j])
                 c = (b - base) >> low
-                floor = j & spread  # j mod U, U a power of two (no division in the inner loop)
-                if c < floor:
-                    c = floor
-                elif c >= n:  # above the row (never: the anchor lies above the maximum); counted, kept in bounds
+                if c < first_column:  # below the window: the underflow columns are never read, skip it
+                    continue
+                if c >= n:  # above the row (never: the anchor lies above the maximum); counted, kept in bounds
                     above += 1
                     c = n - 1
                 row[c] += (b & mask) + one
@@ -72,16 +71,15 @@ def _threads() -> None:
 def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, *, base: int, low: int, mask: int, one: int,
              underflow: int) -> None:
     """Add the keys of ``v`` ``(q, k)`` (float32, C-contiguous) into rows ``first_row … first_row + q``
-    of ``sums`` ``(Q, columns)`` (int64), as the module docstring says."""
-    if underflow & (underflow - 1):
-        raise ValueError(f"underflow columns must be a power of two, got {underflow}")
+    of ``sums`` ``(Q, columns)`` (int64), as the module docstring says; keys below the window (column
+    ``< underflow``) are skipped: the underflow columns are never read."""
     if v.dtype != torch.float32 or sums.dtype != torch.int64 or not sums.is_contiguous():
         raise ValueError(f"need float32 weights and contiguous int64 sums, got {v.dtype} and {sums.dtype}")
     if not 0 <= first_row <= sums.shape[0] - v.shape[0]:
         raise ValueError(f"rows {first_row}…{first_row + v.shape[0] - 1} outside the {sums.shape[0]} histogram rows")
     _threads()
     above = _bin_rows(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(), base, low, mask, one,
-                      underflow - 1)
+                      underflow)
     if above:
         raise ValueError(f"{above} key(s) binned above their histogram row: weights above the anchor "
                          "(the rows' histograms are no longer valid)")
