@@ -138,6 +138,8 @@ class MassHistogram:
     ``n_keys`` is the number of keys each query meets (it fixes the window ``W``); ``dtype`` that
     of the weights it is fed. The accumulator calls :meth:`update` with every tile's weights;
     after the pass, :meth:`bounds` gives ``(k_lo, k_hi)`` and :meth:`counts` the reported ``k_hi``.
+    With float32 weights on CPU the binning and the row shifts run as one-pass numba kernels
+    (:mod:`lemmse.estimators.binning`); elsewhere as PyTorch passes filling the same window columns.
     """
 
     def __init__(self, n_queries: int, n_keys: int, *, fraction: float = 0.99,
