@@ -150,7 +150,7 @@ def estimate(
     Monte-Carlo smoothed LE-MMSE ``E_z x̂(y + s z)`` with ``samples`` draws from ``seed``).
     Scores are computed in float64 whatever ``dtype``; ``dtype`` is that of the weights, sums and
     output. ``diagnostics`` adds the LE-MMSE diagnostics (:class:`EstimateResult`); ``mass=False``
-    leaves out the three of :data:`MASS_DIAGNOSTICS` and their extra pass over the training set.
+    leaves out the three of :data:`MASS_DIAGNOSTICS` and the 99 %-mass histogram that gives them.
     ``max_memory`` (bytes) bounds the working set; ``key_block``/``query_block`` set the
     tile of the streaming loop (results do not depend on them beyond rounding; default
     :func:`stream_blocks`).
