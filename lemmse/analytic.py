@@ -39,7 +39,8 @@ Every value is written by the shard that owns its chunk (:func:`compute_shard`);
 :func:`create_store` writes the empty template (NaN = not computed) with chunks of
 ``images_per_shard`` images × ``sigmas_per_shard`` noise levels × one split, so that each shard
 (:func:`compute_shard`: one image block × σ block, both splits) owns whole chunks and shards run
-in parallel without two writers on one chunk. A shard killed mid-write leaves its chunks partly
+in parallel without two writers on one chunk; a shard job runs one or several shards in one process
+(:func:`compute_shard_job`). A shard killed mid-write leaves its chunks partly
 written and its marker absent; rerunning it rewrites every chunk it owns, so the store ends
 identical to an uninterrupted run. :func:`finalize_store` refuses while a value is missing, then
 marks the store complete.
@@ -48,7 +49,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Any, Mapping
+import time
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -169,6 +171,39 @@ def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, t
                             {"split": slice(s, s + 1), "image": images, "sigma": sigmas})
         log.info("%s: split %s, images %d-%d, σ %s written", path, split, images.start,
                  images.stop - 1, ", ".join(f"{v:g}" for v in sigma_values[sigmas]))
+
+
+def compute_shard_job(shards: Sequence[Mapping[str, Any]], *, device: str = "cpu", max_memory: int = 2**31,
+                      progress: bool = False) -> list[dict[str, Any]]:
+    """Run the shards of one shard job in order (:func:`lemmse.plan.jobs.analytic_shard`'s ``shards``: each
+    :func:`compute_shard`'s keywords plus its training set's ``data`` store and ``train_size``), in one
+    process, loading a training set once for consecutive shards that share it.
+
+    Returns one record per shard, for the job's marker: ``store``, ``first_image``, ``first_sigma``,
+    ``measurements`` (estimates written: images × σ × splits) and the shard's own ``seconds`` and
+    ``cpu_seconds`` (wall clock and CPU time of all threads, training-set load included), from
+    which :mod:`lemmse.claims.timing` splits the job's benchmarked time among its shards.
+    """
+    from lemmse.data import load_split
+
+    records, loaded, train = [], None, None
+    for shard in shards:
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        if loaded != (shard["data"], shard["train_size"]):
+            loaded = shard["data"], shard["train_size"]
+            train = load_split(shard["data"], "train", count=shard["train_size"])
+        compute_shard(shard["store"], measurements=shard["measurements"], train=train,
+                      first_image=shard["first_image"], first_sigma=shard["first_sigma"],
+                      estimate_options=shard["estimate_options"], device=device, max_memory=max_memory,
+                      progress=progress)
+        store = zstore.open_dataset(shard["store"], complete=False)
+        ci, cs = int(store.attrs["images_per_shard"]), int(store.attrs["sigmas_per_shard"])
+        images = min(ci, store.sizes["image"] - shard["first_image"])
+        sigmas = min(cs, store.sizes["sigma"] - shard["first_sigma"])
+        records.append({"store": shard["store"], "first_image": shard["first_image"],
+                        "first_sigma": shard["first_sigma"], "measurements": images * sigmas * store.sizes["split"],
+                        "seconds": time.perf_counter() - wall0, "cpu_seconds": time.process_time() - cpu0})
+    return records
 
 
 def shard_summaries(xhat: np.ndarray, y: np.ndarray, truth: np.ndarray, train: np.ndarray,

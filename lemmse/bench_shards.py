@@ -1,9 +1,10 @@
 r"""``lemmse bench-shards``: the workflow's estimator shard jobs against the engine, on the same problems.
 
-For every estimator store of a finished run whose shard jobs left Snakemake benchmark files
-(``benchmarks/analytic_shard/...tsv``), this re-runs, in this one process, exactly the engine calls
-of those shards (:func:`lemmse.analytic.shard_estimates`: same measurements, training images,
-options and diagnostics; nothing is written) and reports
+For every shard job of a finished run that left a Snakemake benchmark file
+(``benchmarks/analytic_shard/...tsv``, named after the job's first shard; a job runs
+``analytic.shards_per_job`` shards), this re-runs, in this one process, exactly the engine calls of
+its shards (:func:`lemmse.analytic.shard_estimates`: same measurements, training images, options
+and diagnostics; nothing is written) and reports
 
 .. math:: \text{rate fraction} = \frac{t_\text{engine}}{t_\text{shard jobs}}
 
@@ -30,17 +31,18 @@ log = logging.getLogger("lemmse.bench_shards")
 
 DESCRIPTION = __doc__.split("\n\n", 1)[0].replace("``", "") + """
 
-Prints a Markdown table per store and the total (--csv writes the rows). Example, after the default run:
+Prints a Markdown table, a row per shard job, and the total (--csv writes the rows). Example, after the default run:
   lemmse bench-shards config/config.yaml --threads 2
 """
 
 
 @dataclass(frozen=True)
 class ShardRateRow:
-    store: str
+    job: str  # the job's first shard: its store and block (the benchmark file's name)
+    stores: int
     shards: int
     measurements: int
-    diagnostics: str  # "all", "no mass" (densities and sources, no 99 %-mass pass) or "none"
+    diagnostics: str  # stores per diagnostics kind: "all" (with the 99 %-mass pass), "no mass" or "none"
     job_seconds: float
     job_cpu_seconds: float
     engine_seconds: float
@@ -64,37 +66,43 @@ def _read_benchmark(path: Path) -> tuple[float, float]:
     return float(frame["s"].iloc[0]), float(frame["cpu_time"].iloc[0])
 
 
-def measure(config: str | Path, *, device: str = "cpu", stores: int | None = None) -> list[ShardRateRow]:
-    """One row per estimator store of ``config``'s results whose every shard has a benchmark file."""
+def _diagnostics_kind(store) -> str:
+    from lemmse.analytic import has_diagnostics, has_mass
+
+    return "all" if has_mass(store) else "no mass" if has_diagnostics(store) else "none"
+
+
+def measure(config: str | Path, *, device: str = "cpu", jobs: int | None = None) -> list[ShardRateRow]:
+    """One row per shard job of ``config``'s results that left a benchmark file and whose stores are complete."""
+    from collections import Counter
+
     from lemmse.data import load_split
     from lemmse.plan import layout as paths
     from lemmse.plan.config import load_config
     from lemmse.plan.sweep import estimate_options, make_plan
     from lemmse import store as zstore
-    from lemmse.analytic import has_diagnostics, has_mass, shard_estimates
+    from lemmse.analytic import shard_estimates
 
     plan = make_plan(load_config(config))
     lay = paths.Layout(plan.results)
     max_memory = plan.config["analytic"]["max_memory_mb"] * 2**20
     rows: list[ShardRateRow] = []
-    for run in plan.analytics:
-        store = run.store(plan.results)
-        shards = plan.shards(run)
-        files = [Path(lay.benchmark("analytic_shard", paths.SHARD).format(**run.wildcards, image=i, sigma_index=s))
-                 for i, s in shards]
-        if not zstore.is_complete(store) or not all(f.is_file() for f in files):
+    for shards in plan.shard_jobs:
+        lead = shards[0]
+        bench = Path(lay.benchmark("analytic_shard", paths.SHARD).format(**lead.wildcards))
+        stores = list(dict.fromkeys(sh.run for sh in shards))
+        if not bench.is_file() or not all(zstore.is_complete(run.store(plan.results)) for run in stores):
             continue
-        job_s, job_cpu = (sum(v) for v in zip(*(_read_benchmark(f) for f in files)))
-        train = load_split(lay.data(run.dataset), "train", count=run.train_size)
-        options = estimate_options(plan.config, run)
-        measurements = lay.measurements(run.eval_dataset, run.task)
+        job_s, job_cpu = _read_benchmark(bench)
+        trains = {run: load_split(lay.data(run.dataset), "train", count=run.train_size) for run in stores}
 
         def engine() -> int:
             n = 0
-            for i, s in shards:
-                for *_, shape, _result in shard_estimates(store, measurements=measurements, train=train,
-                                                          first_image=i, first_sigma=s, estimate_options=options,
-                                                          device=device, max_memory=max_memory):
+            for sh in shards:
+                for *_, shape, _result in shard_estimates(
+                        sh.run.store(plan.results), measurements=lay.measurements(sh.run.eval_dataset, sh.run.task),
+                        train=trains[sh.run], first_image=sh.image, first_sigma=sh.sigma_index,
+                        estimate_options=estimate_options(plan.config, sh.run), device=device, max_memory=max_memory):
                     n += shape[0] * shape[1]
             return n
 
@@ -103,35 +111,37 @@ def measure(config: str | Path, *, device: str = "cpu", stores: int | None = Non
         cpu0, wall0 = time.process_time(), time.perf_counter()
         n = engine()
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
-        opened = zstore.open_dataset(store)
-        diag = "all" if has_mass(opened) else "no mass" if has_diagnostics(opened) else "none"
-        row = ShardRateRow(str(store.relative_to(lay.results) if store.is_relative_to(lay.results) else store),
-                           len(shards), n, diag, job_s, job_cpu, wall, cpu)
-        log.info("%s: jobs %.2f s (%.2f CPU-s), engine %.2f s (%.2f CPU-s): %.0f %% (CPU %.0f %%)", row.store,
-                 job_s, job_cpu, wall, cpu, 100 * row.rate_fraction, 100 * row.cpu_rate_fraction)
+        kinds = Counter(_diagnostics_kind(zstore.open_dataset(run.store(plan.results))) for run in stores)
+        name = Path(paths.SHARD.format(**lead.wildcards)).as_posix()
+        row = ShardRateRow(name, len(stores), len(shards), n, ", ".join(f"{k} {c}" for k, c in sorted(kinds.items())),
+                           job_s, job_cpu, wall, cpu)
+        log.info("%s (%d shards): job %.2f s (%.2f CPU-s), engine %.2f s (%.2f CPU-s): %.0f %% (CPU %.0f %%)",
+                 row.job, row.shards, job_s, job_cpu, wall, cpu, 100 * row.rate_fraction, 100 * row.cpu_rate_fraction)
         rows.append(row)
-        if stores is not None and len(rows) >= stores:
+        if jobs is not None and len(rows) >= jobs:
             break
     if not rows:
-        raise LemmseInputError(f"{config}: no complete estimator store with shard benchmark files under "
+        raise LemmseInputError(f"{config}: no shard job with a benchmark file and complete stores under "
                                f"{plan.results} (run the workflow first)")
     return rows
 
 
 def table(rows: list[ShardRateRow]) -> str:
     """The Markdown table of ``rows`` and their total (ratios of the sums)."""
-    lines = ["| store | shards | measurements | diagnostics | job s | engine s | rate | job CPU-s | engine CPU-s "
-             "| CPU rate |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| job (first shard) | stores | shards | measurements | diagnostics | job s | engine s | rate "
+             "| job CPU-s | engine CPU-s | CPU rate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.store} | {r.shards} | {r.measurements} | {r.diagnostics} "
+        lines.append(f"| {r.job} | {r.stores} | {r.shards} | {r.measurements} | {r.diagnostics} "
                      f"| {r.job_seconds:.2f} | {r.engine_seconds:.2f} | {100 * r.rate_fraction:.0f} % "
                      f"| {r.job_cpu_seconds:.2f} | {r.engine_cpu_seconds:.2f} | {100 * r.cpu_rate_fraction:.0f} % |")
-    total = ShardRateRow("**all**", sum(r.shards for r in rows), sum(r.measurements for r in rows), "",
-                         sum(r.job_seconds for r in rows), sum(r.job_cpu_seconds for r in rows),
-                         sum(r.engine_seconds for r in rows), sum(r.engine_cpu_seconds for r in rows))
-    lines.append(f"| **all** | {total.shards} | {total.measurements} | | {total.job_seconds:.2f} "
-                 f"| {total.engine_seconds:.2f} | **{100 * total.rate_fraction:.0f} %** | {total.job_cpu_seconds:.2f} "
-                 f"| {total.engine_cpu_seconds:.2f} | **{100 * total.cpu_rate_fraction:.0f} %** |")
+    total = ShardRateRow("**all**", sum(r.stores for r in rows), sum(r.shards for r in rows),
+                         sum(r.measurements for r in rows), "", sum(r.job_seconds for r in rows),
+                         sum(r.job_cpu_seconds for r in rows), sum(r.engine_seconds for r in rows),
+                         sum(r.engine_cpu_seconds for r in rows))
+    lines.append(f"| **all** ({len(rows)} jobs) | {total.stores} | {total.shards} | {total.measurements} | "
+                 f"| {total.job_seconds:.2f} | {total.engine_seconds:.2f} | **{100 * total.rate_fraction:.0f} %** "
+                 f"| {total.job_cpu_seconds:.2f} | {total.engine_cpu_seconds:.2f} "
+                 f"| **{100 * total.cpu_rate_fraction:.0f} %** |")
     return "\n".join(lines)
 
 
@@ -144,7 +154,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("config", help="the workflow config of the finished run (its results folder is read)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (the shard rule's threads)")
     p.add_argument("--device", default="cpu", help="torch device of the engine")
-    p.add_argument("--stores", type=int, default=None, help="stop after this many stores (default: all)")
+    p.add_argument("--jobs", type=int, default=None, help="stop after this many shard jobs (default: all)")
     p.add_argument("--csv", type=Path, default=None, help="also write the rows to this CSV file")
     add_verbosity_flags(p)
     p.set_defaults(func=run)
@@ -157,7 +167,7 @@ def run(args) -> int:
     if args.threads < 1:
         raise LemmseInputError(f"--threads {args.threads}: must be >= 1")
     torch.set_num_threads(args.threads)
-    rows = measure(args.config, device=args.device, stores=args.stores)
+    rows = measure(args.config, device=args.device, jobs=args.jobs)
     if args.csv is not None:
         import pandas as pd
 

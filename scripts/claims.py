@@ -10,10 +10,7 @@ start(snakemake)  # noqa: F821 - injected by Snakemake
 plan = snakemake.params.plan  # noqa: F821
 cfg = plan.config
 inputs = FigureInputs.load(plan.layout.table("metrics.parquet").parent, plan.results, preinverses=cfg["preinverses"])
-timings = read_timings(snakemake.params.benchmarks, n_eval=cfg["measurements"]["n_eval"],  # noqa: F821
-                       n_sigma=len(cfg["measurements"]["sigmas"]),
-                       images_per_shard=cfg["analytic"]["images_per_shard"],
-                       sigmas_per_shard=cfg["analytic"]["sigmas_per_shard"],
+timings = read_timings(plan.results, n_eval=cfg["measurements"]["n_eval"], n_sigma=len(cfg["measurements"]["sigmas"]),
                        lemmse_labels={a.estimator for a in plan.analytics if plan.is_lemmse(a)})
 claims = compute_claims(inputs.metrics, inputs.analytic, variance=snakemake.params.variance,  # noqa: F821
                         netpairs=pd.read_parquet(snakemake.input.netpairs),  # noqa: F821

@@ -143,6 +143,43 @@ def test_estimates_equal_the_estimator_called_directly(case):
             np.testing.assert_array_equal(ds["source"].sel(split=split).values, direct["source"])
 
 
+def test_a_shard_job_across_two_stores_writes_what_their_shards_write_alone(data, tmp_path):
+    """One job running the last shard of one store and the first of another (two training sets, two
+    measurement stores) leaves both stores as shard-by-shard calls do, and records each shard."""
+    from lemmse.analytic import compute_shard_job
+
+    stores = {}
+    for name in CASES:
+        options, operator, diagnostics = CASES[name]
+        measurements = build_measurements(tmp_path / f"{name}-y.zarr", data, task=options["task"], sigmas=SIGMAS,
+                                          n_eval=N_EVAL, **operator)
+        for kind in ("alone", "job"):
+            create_store(tmp_path / f"{name}-{kind}.zarr", measurements, images_per_shard=1, sigmas_per_shard=1,
+                         diagnostics=diagnostics, attrs={})
+        stores[name] = (options, measurements)
+    (first, (options_a, y_a)), (second, (options_b, y_b)) = stores.items()
+    shards = [{"store": str(tmp_path / f"{first}-job.zarr"), "measurements": str(y_a), "data": str(data),
+               "train_size": TRAIN_SIZE, "first_image": 1, "first_sigma": 1, "estimate_options": options_a},
+              {"store": str(tmp_path / f"{second}-job.zarr"), "measurements": str(y_b), "data": str(data),
+               "train_size": TRAIN_SIZE - 5, "first_image": 0, "first_sigma": 0, "estimate_options": options_b}]
+    records = compute_shard_job(shards)
+    assert [(r["store"], r["first_image"], r["first_sigma"], r["measurements"]) for r in records] == [
+        (s["store"], s["first_image"], s["first_sigma"], 2) for s in shards]  # one image × one σ × both splits
+    assert all(r["seconds"] > 0 and r["cpu_seconds"] >= 0 for r in records)
+    compute_shard(tmp_path / f"{first}-alone.zarr", measurements=y_a, train=load_split(data, "train", TRAIN_SIZE),
+                  first_image=1, first_sigma=1, estimate_options=options_a)
+    compute_shard(tmp_path / f"{second}-alone.zarr", measurements=y_b,
+                  train=load_split(data, "train", TRAIN_SIZE - 5), first_image=0, first_sigma=0,
+                  estimate_options=options_b)
+    for name in stores:
+        alone = zstore.open_dataset(tmp_path / f"{name}-alone.zarr", complete=False)
+        job = zstore.open_dataset(tmp_path / f"{name}-job.zarr", complete=False)
+        assert sorted(alone.data_vars) == sorted(job.data_vars)
+        for var in alone.data_vars:
+            np.testing.assert_array_equal(job[var].values, alone[var].values, err_msg=f"{name} {var}")
+        assert np.isfinite(job["xhat"].values).sum() == 2 * 8 * 8  # that shard's values only
+
+
 def test_nearest_train_finds_exact_copies_across_blocks(device):
     """Blocks of the training set (a tiny memory budget) give the brute-force minimum and the first index,
     on every device (the shards run it on theirs)."""

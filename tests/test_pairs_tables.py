@@ -3,6 +3,7 @@ shift-aware memorisation table and the benchmark timings, on small stores whose 
 recomputed here directly."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -106,21 +107,36 @@ def _tsv(path: Path, seconds: float) -> None:
     path.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:01\t1.0\n")
 
 
-def test_timings_per_estimate(tmp_path):
-    bench = tmp_path / "benchmarks"
-    stem = bench / "analytic_shard" / "d" / "denoising" / "identity"
-    _tsv(stem / "lemmse" / "P5" / "N10" / "d" / "i0-s0.tsv", 16.0)   # 2 splits × 4 images × 2 σ = 16 estimates
-    _tsv(stem / "lemmse" / "P5" / "N10" / "d" / "i4-s2.tsv", 4.0)    # 2 × 2 images (n_eval 6) × 1 σ (3 σ) = 4
-    _tsv(stem / "smoothed" / "P5" / "N10" / "d" / "i0-s0.tsv", 99.0)  # not the plain formula
+def _marker(path: Path, *shards: tuple[Path, int, float]) -> None:
+    """A shard job's marker: (store, measurements, own seconds) per shard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"shards": [{"store": str(store), "first_image": 0, "first_sigma": 0, "measurements": n,
+                                            "seconds": t, "cpu_seconds": t} for store, n, t in shards]}))
+
+
+def test_timings_per_estimate_split_a_shard_job_by_its_shards_own_seconds(tmp_path):
+    results = tmp_path / "results"
+    bench = results / "benchmarks"
+    lemmse, smoothed = (results / "analytic" / "d" / "denoising" / "identity" / e / "P5" / "N10" for e in
+                        ("lemmse", "smoothed"))
+    # job 1: a LE-MMSE shard (16 estimates, 3 s of its own) and a smoothed one (1 s): 16 s in all, 12 s the LE-MMSE's
+    _tsv(bench / "analytic_shard" / "d" / "denoising" / "identity" / "lemmse" / "P5" / "N10" / "d" / "i0-s0.tsv", 16.0)
+    _marker(lemmse / "d.shards" / "i0-s0.done", (lemmse / "d.zarr", 16, 3.0), (smoothed / "d.zarr", 8, 1.0))
+    # job 2: one LE-MMSE shard of 4 estimates; the job's start-up is its own
+    _tsv(bench / "analytic_shard" / "d" / "denoising" / "identity" / "lemmse" / "P5" / "N10" / "d" / "i4-s2.tsv", 4.0)
+    _marker(lemmse / "d.shards" / "i4-s2.done", (lemmse / "d.zarr", 4, 2.0))
     _tsv(bench / "evaluate_network" / "d" / "denoising" / "identity" / "unet" / "P5" / "N10" / "sigma0-1" / "d.tsv",
          3.6)  # 2 × 6 × 3 = 36 estimates
-    t = read_timings(bench, n_eval=6, n_sigma=3, images_per_shard=4, sigmas_per_shard=2, lemmse_labels={"lemmse"})
-    formula = t[t["what"] == "formula"]["seconds_per_estimate"].tolist()
-    assert formula == pytest.approx([1.0, 1.0])
+    t = read_timings(results, n_eval=6, n_sigma=3, lemmse_labels={"lemmse"})
+    formula = t[t["what"] == "formula"]
+    assert formula["seconds_per_estimate"].tolist() == pytest.approx([12.0 / 16, 1.0])
+    assert set(formula["patch"]) == {5} and set(formula["train_size"]) == {10} and set(formula["dataset"]) == {"d"}
     network = t[t["what"] == "network"].iloc[0]
     assert network["seconds_per_estimate"] == pytest.approx(0.1) and network["arch"] == "unet"
-    assert read_timings(tmp_path / "none", n_eval=6, n_sigma=3, images_per_shard=4, sigmas_per_shard=2,
-                        lemmse_labels={"lemmse"}).empty
+    assert read_timings(tmp_path / "none", n_eval=6, n_sigma=3, lemmse_labels={"lemmse"}).empty
+    (lemmse / "d.shards" / "i4-s2.done").write_text("")  # an old, empty marker: named, not misread
+    with pytest.raises(LemmseInputError, match="i4-s2.done: not a shard job marker"):
+        read_timings(results, n_eval=6, n_sigma=3, lemmse_labels={"lemmse"})
 
 
 def test_report_states_configuration_conventions_and_thresholds(tmp_path):

@@ -29,21 +29,58 @@ def _without_patch_study(tmp_path):
 def test_study_and_rule_counts_by_hand(tiny_plan):
     """test_tiny counted by hand: noise 2 archs × 2 problems, etc. (see config/test_tiny.yaml)."""
     studies = study_jobs(tiny_plan)
-    assert studies["noise"] == {"train_network": 4, "evaluate_network": 4, "analytic stores": 2, "analytic_shard": 4}
+    assert studies["noise"] == {"train_network": 4, "evaluate_network": 4, "analytic stores": 2, "analytic shards": 4}
     assert studies["ood"]["evaluate_network"] == 1 and studies["smoothing"]["analytic stores"] == 2
     # the smoothing study's σ-conditioned ResNet and one trained at σ = 0.5, against one LE-MMSE store
     assert studies["training_noise"] == {"train_network": 2, "evaluate_network": 2, "analytic stores": 1,
-                                         "analytic_shard": 2}
+                                         "analytic shards": 2}
     assert len(tiny_plan.networks) == 7  # noise 4, patch size +1, dataset size +1, the fixed-σ ResNet +1
     # memorisation: 2 problems × (mmse, emmse, lemmse) + 3 E-MMSE-only problems (Fig. 3), stores of 2 shards
     # (2 images / 2 per shard × 2 σ / 1)
     assert studies["memorisation"] == {"train_network": 0, "evaluate_network": 0, "analytic stores": 9,
-                                       "analytic_shard": 18}
+                                       "analytic shards": 18}
     assert studies["variance"]["variance"] == 2
     jobs = rule_jobs(tiny_plan, ["fig5_psnr_vs_sigma"])
     assert jobs["prepare_dataset"] == 2 and prepared_datasets(tiny_plan) == ["digits", "faces"]
-    assert jobs["analytic_shard"] == 2 * jobs["analytic_template"] == 2 * jobs["analytic_finalize"]
+    # two shards per store, three per job (the last job holds the remainder)
+    assert jobs["analytic_template"] == jobs["analytic_finalize"] == len(tiny_plan.analytics)
+    assert jobs["analytic_shard"] == -(-2 * len(tiny_plan.analytics) // 3)
     assert jobs["fig5_psnr_vs_sigma"] == 1 and "fig2_memorisation" not in jobs
+
+
+@pytest.mark.parametrize("per_job", [1, 2, 3, 7, 10_000])
+def test_shard_jobs_cover_every_shard_once_in_plan_order(per_job):
+    from types import SimpleNamespace
+
+    from lemmse.errors import LemmseInputError
+    from lemmse.plan.records import Shard
+
+    config = load_config(TINY)
+    config["analytic"]["shards_per_job"] = per_job
+    plan = make_plan(config)
+    shards = [Shard(run, i, s) for run in plan.analytics for i, s in plan.shards(run)]
+    jobs = plan.shard_jobs
+    assert [sh for job in jobs for sh in job] == shards  # each once, in plan order
+    assert all(len(job) == per_job for job in jobs[:-1]) and 1 <= len(jobs[-1]) <= per_job
+    for run in plan.analytics:  # a store waits for exactly the jobs that write into it
+        assert plan.shard_jobs_of(run) == [job for job in jobs if any(sh.run == run for sh in job)]
+    wildcards = lambda sh: SimpleNamespace(**{k: str(v) for k, v in sh.wildcards.items()})
+    for job in jobs:
+        assert plan.shard_job(wildcards(job[0])) == job
+    if per_job > 1:  # a shard inside a job names no job
+        inner = next(job[1] for job in jobs if len(job) > 1)
+        with pytest.raises(LemmseInputError, match=f"no shard job starts at image {inner.image}, "
+                                                   f"σ index {inner.sigma_index}.*shards_per_job = {per_job}"):
+            plan.shard_job(wildcards(inner))
+
+
+def test_shards_per_job_below_one_is_refused_naming_the_key():
+    from lemmse.errors import LemmseInputError
+
+    config = yaml.safe_load(TINY.read_text())
+    config["analytic"]["shards_per_job"] = 0
+    with pytest.raises(LemmseInputError, match="shards_per_job"):
+        load_config(config)
 
 
 @pytest.mark.workflow

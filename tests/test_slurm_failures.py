@@ -101,7 +101,7 @@ def _assert_same_store(a: Path, b: Path) -> None:
 
 @pytest.mark.slow
 def test_a_shard_past_its_time_limit_fails_and_the_rerun_redoes_only_that_shard(slurm_cluster, tmp_path):
-    configfile = _config(tmp_path)
+    configfile = _config(tmp_path, analytic={"shards_per_job": 1})  # each shard its own SLURM job
     plan = make_plan(load_config(configfile))
     (run,) = plan.analytics
     results = Path(plan.results)

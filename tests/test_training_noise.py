@@ -92,8 +92,13 @@ def test_job_records_are_plain_data_the_job_needs(raw):
     assert jobs.evaluate_network(plan, _wildcards(plan.networks[0], eval_dataset="digits")) == {"sigmas": None}
     run = plan.analytics[0]
     shard = jobs.analytic_shard(plan, _wildcards(run, image=0, sigma_index=0))
-    assert shard["store"] == str(run.store(plan.results)) and shard["train_size"] == 40
-    assert shard["estimate_options"]["patch"] == 3 and shard["max_memory"] == 256 * 2**20
+    assert shard["max_memory"] == 256 * 2**20
+    assert [(s["store"], s["first_image"], s["first_sigma"]) for s in shard["shards"]] == [
+        (str(sh.run.store(plan.results)), sh.image, sh.sigma_index) for sh in plan.shard_jobs[0]]
+    first = shard["shards"][0]
+    assert first["train_size"] == 40 and first["data"] == str(plan.data_store(run.dataset))
+    assert first["measurements"] == str(plan.measurement_store(run.eval_dataset, run.task))
+    assert first["estimate_options"]["patch"] == 3
     template = jobs.analytic_template(plan, _wildcards(run))
     assert template["diagnostics"] is True and template["images_per_shard"] == 2
     measure = jobs.measure(plan, SimpleNamespace(dataset="digits", task="inpainting"))

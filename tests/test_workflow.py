@@ -22,6 +22,7 @@ import yaml
 from lemmse.figures import covered_figures
 from lemmse.gather import planned_tables
 from lemmse.plan.config import load_config
+from lemmse.plan.layout import SHARD
 from lemmse.plan.sweep import make_plan
 from lemmse.tables import ANALYTIC_KEYS, DIAGNOSTIC_VALUES, METRICS_KEYS
 from workflow_helpers import REPO, TINY, job_counts, make_workdir, snakemake
@@ -159,19 +160,22 @@ def test_rerun_after_success_does_nothing(tiny_run):
 
 
 @pytest.mark.slow
-def test_deleting_one_shard_marker_reruns_only_that_shard(tiny_run, tiny_plan):
+def test_deleting_one_shard_marker_reruns_only_that_shard_job(tiny_run, tiny_plan):
+    """The second job spans two stores (three shards per job, two per store): deleting its marker
+    reruns that job alone and finalizes both stores again."""
     results = _results(tiny_run, tiny_plan)
-    run = tiny_plan.analytics[0]
-    marker = Path(f"{run.stem(results)}.shards/i0-s1.done")
-    stat = marker.stat()
+    shards = tiny_plan.shard_jobs[1]
+    assert len({sh.run for sh in shards}) == 2
+    marker = shards[0].marker(results)
+    stat, content = marker.stat(), marker.read_bytes()
     marker.unlink()
     try:
         counts = job_counts(snakemake(tiny_run, "-n", "all").stdout)
         assert counts.get("analytic_shard") == 1, counts
-        assert counts.get("analytic_finalize") == 1, counts
+        assert counts.get("analytic_finalize") == 2, counts
         assert not {"train_network", "evaluate_network", "analytic_template", "measure"} & set(counts), counts
     finally:
-        marker.touch()
+        marker.write_bytes(content)
         os.utime(marker, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert job_counts(snakemake(tiny_run, "-n", "all").stdout) == {}
 
@@ -187,17 +191,18 @@ def _wait_for(path: Path, timeout: float = 120) -> None:
 @pytest.mark.slow
 def test_killed_shard_rerun_leaves_an_identical_cube(tiny_run, tiny_plan):
     results = _results(tiny_run, tiny_plan)
-    run = next(a for a in tiny_plan.analytics if tiny_plan.is_lemmse(a))
-    store = run.store(results)
+    lead = next(job[0] for job in tiny_plan.shard_jobs if tiny_plan.is_lemmse(job[0].run))
+    store = lead.run.store(results)
     before = xr.open_zarr(store).load()
-    marker = Path(f"{run.stem(results)}.shards/i0-s0.done")
-    log = results / "logs" / "analytic_shard" / run.stem(Path(".")).relative_to("analytic") / "i0-s0.log"
+    marker = lead.marker(results)
+    log = tiny_run / tiny_plan.layout.log("analytic_shard", SHARD).format(**lead.wildcards)
     marker.unlink()
     log.unlink()
     # a killed writer may have left chunks half-done: garbage into every chunk this shard owns
+    # (one σ per shard: chunk keys split.image.sigma…)
     for var in before.data_vars:
         for chunk in (store / var).glob("*"):
-            if chunk.name.split(".")[2:3] == ["0"] and not chunk.name.startswith("."):  # sigma index 0
+            if chunk.name.split(".")[2:3] == [str(lead.sigma_index)] and not chunk.name.startswith("."):
                 chunk.write_bytes(os.urandom(64))
     proc = snakemake(tiny_run, "--cores", "2", str(marker.relative_to(tiny_run)), popen=True)
     try:
@@ -376,8 +381,10 @@ def test_cost_model_against_the_tiny_run_benchmarks(tiny_run, tiny_plan, tmp_pat
 
 @pytest.mark.slow
 def test_bench_shards_times_the_engine_on_the_runs_own_shards(tiny_run, tiny_plan, monkeypatch, capsys):
-    """lemmse bench-shards on the finished tiny run: one row per estimator store, its job time the
-    sum of that store's shard benchmark files, the engine re-run on exactly the shard's measurements."""
+    """lemmse bench-shards on the finished tiny run: one row per shard job (three shards, across stores),
+    its job time that job's benchmark file, the engine re-run on exactly its shards' measurements."""
+    from collections import Counter
+
     import pandas as pd
 
     from lemmse.bench_shards import measure, table
@@ -386,20 +393,40 @@ def test_bench_shards_times_the_engine_on_the_runs_own_shards(tiny_run, tiny_pla
 
     monkeypatch.chdir(tiny_run)
     rows = measure(TINY)
-    assert len(rows) == len(tiny_plan.analytics)
-    m = tiny_plan.config["measurements"]
+    assert len(rows) == len(tiny_plan.shard_jobs) > len(tiny_plan.analytics) / 2
+    m, a = tiny_plan.config["measurements"], tiny_plan.config["analytic"]
+    per_shard = 2 * min(a["images_per_shard"], m["n_eval"]) * a["sigmas_per_shard"]  # both splits
     lay = paths.Layout(tiny_plan.results)
-    by_store = {r.store: r for r in rows}
-    for run in tiny_plan.analytics:
-        row = by_store[str(run.store(tiny_plan.results).relative_to(tiny_plan.results))]
-        assert row.measurements == 2 * m["n_eval"] * len(m["sigmas"])  # both splits, every image and σ
-        assert row.diagnostics == ("all" if tiny_plan.wants_mass(run) else
-                                   "no mass" if tiny_plan.wants_diagnostics(run) else "none")
-        files = [lay.benchmark("analytic_shard", paths.SHARD).format(**run.wildcards, image=i, sigma_index=s)
-                 for i, s in tiny_plan.shards(run)]
-        expected = sum(float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files)
-        assert row.job_seconds == pytest.approx(expected)
+    for row, shards in zip(rows, tiny_plan.shard_jobs):
+        stores = list(dict.fromkeys(sh.run for sh in shards))
+        assert (row.job, row.stores, row.shards) == (paths.SHARD.format(**shards[0].wildcards), len(stores), len(shards))
+        assert row.measurements == per_shard * len(shards)
+        kinds = Counter("all" if tiny_plan.wants_mass(r) else "no mass" if tiny_plan.wants_diagnostics(r) else "none"
+                        for r in stores)
+        assert row.diagnostics == ", ".join(f"{k} {c}" for k, c in sorted(kinds.items()))
+        bench = lay.benchmark("analytic_shard", paths.SHARD).format(**shards[0].wildcards)
+        assert row.job_seconds == pytest.approx(float(pd.read_csv(bench, sep="\t")["s"].iloc[0]))
         assert 0 < row.engine_seconds and 0 < row.rate_fraction < 50
-    assert "| **all** |" in table(rows)
-    assert main(["bench-shards", str(TINY), "--stores", "1", "-q"]) == 0
-    assert capsys.readouterr().out.count("\n") == 4  # header, rule, one store, the total
+    assert f"| **all** ({len(rows)} jobs) |" in table(rows)
+    assert main(["bench-shards", str(TINY), "--jobs", "1", "-q"]) == 0
+    assert capsys.readouterr().out.count("\n") == 4  # header, rule, one job, the total
+
+
+@pytest.mark.slow
+def test_shard_job_markers_record_each_shard(tiny_run, tiny_plan):
+    """Each shard job's marker lists its shards in order, with their measurement counts and own
+    seconds (what the timing claim splits the job's benchmarked time by)."""
+    import json
+
+    results = _results(tiny_run, tiny_plan)
+    m, a = tiny_plan.config["measurements"], tiny_plan.config["analytic"]
+    spanning = 0
+    for shards in tiny_plan.shard_jobs:
+        records = json.loads(shards[0].marker(results).read_text())["shards"]
+        assert [(r["store"], r["first_image"], r["first_sigma"]) for r in records] == [
+            (str(sh.run.store(tiny_plan.results)), sh.image, sh.sigma_index) for sh in shards]
+        assert all(r["measurements"] == 2 * min(a["images_per_shard"], m["n_eval"]) * a["sigmas_per_shard"]
+                   for r in records)
+        assert all(0 < r["seconds"] and 0 <= r["cpu_seconds"] for r in records)
+        spanning += len({sh.run for sh in shards}) > 1
+    assert spanning > 0  # the tiny config's jobs cross store boundaries

@@ -73,7 +73,7 @@ def format_plan(path: Path, plan, coverage: dict, jobs: dict, studies: dict) -> 
     lines += [f"  {rule:<{width}}  {n:>7}" for rule, n in jobs.items()]
     lines += [f"  {'total':<{width}}  {sum(jobs.values()):>7}", "",
               "Jobs per study (a job several studies share counts in each):"]
-    columns = ["train_network", "evaluate_network", "analytic stores", "analytic_shard", "variance"]
+    columns = ["train_network", "evaluate_network", "analytic stores", "analytic shards", "variance"]
     lines.append("  " + f"{'study':<14}" + "".join(f"{c:>18}" for c in columns))
     for name, row in studies.items():
         lines.append("  " + f"{name:<14}" + "".join(f"{row.get(c, 0):>18}" for c in columns))

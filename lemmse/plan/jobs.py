@@ -56,11 +56,16 @@ def analytic_template(plan: Plan, wildcards) -> dict[str, Any]:
 
 
 def analytic_shard(plan: Plan, wildcards) -> dict[str, Any]:
-    """The store, training-set size, estimator options and memory bound of one shard."""
-    run = plan.analytic_from_wildcards(wildcards)
-    return {"store": str(run.store(plan.results)), "train_size": run.train_size,
-            "estimate_options": estimate_options(plan.config, run),
-            "max_memory": plan.config["analytic"]["max_memory_mb"] * 2**20}
+    """The shards of one shard job (:meth:`~lemmse.plan.sweep.Plan.shard_job`), in order, and the memory
+    bound: per shard the keyword arguments of :func:`lemmse.analytic.compute_shard` (``store``,
+    ``measurements``, ``first_image``, ``first_sigma``, ``estimate_options``) and its training set
+    (``data``, ``train_size``). The paths are here, not matched against ``input:``, because one job's
+    shards may read several stores."""
+    shards = [{"store": str(sh.run.store(plan.results)), "measurements": str(plan.measurement_store(
+                   sh.run.eval_dataset, sh.run.task)), "data": str(plan.data_store(sh.run.dataset)),
+               "train_size": sh.run.train_size, "first_image": sh.image, "first_sigma": sh.sigma_index,
+               "estimate_options": estimate_options(plan.config, sh.run)} for sh in plan.shard_job(wildcards)]
+    return {"shards": shards, "max_memory": plan.config["analytic"]["max_memory_mb"] * 2**20}
 
 
 def analytic_finalize(plan: Plan, wildcards) -> dict[str, Any]:

@@ -19,7 +19,7 @@ Layout (``results/`` by default, ``config["results"]``)::
     models/{NETWORK}/trained.json                              a trained network (model.pt beside)
     networks/{NETWORK}/{eval_dataset}.zarr                     its outputs on eval_dataset's y
     analytic/{ANALYTIC}.template|.zarr|.complete               an estimator store, its markers
-    analytic/{ANALYTIC}.shards/i{image}-s{sigma_index}.done    one shard's marker
+    analytic/{ANALYTIC}.shards/i{image}-s{sigma_index}.done    a shard job's marker, named after its first shard
     variance/{dataset}/{task}.zarr                             the fig4 noise-draw store
     tables/{table}, tables/studies/{study}.parquet|.zarr       gathered tables, a study's cube
     figures/{figure}.png, figures/coverage.md, claims.md|csv   the report

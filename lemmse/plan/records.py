@@ -5,7 +5,8 @@ r"""The job records of a plan: frozen, hashable, each knowing its wildcards (hen
   ``train_sigma`` column of the tables;
 * :class:`NetworkRun` — one trained network; :class:`NetworkEval` — its outputs on one data set's
   measurements (at every σ of the grid, or at its own σ when trained at a fixed σ);
-* :class:`AnalyticRun` — one estimator store;
+* :class:`AnalyticRun` — one estimator store; :class:`Shard` — one image block × σ block of it,
+  the unit that owns its chunks (a shard job runs one or several consecutive shards);
 * :class:`Comparison` — a network evaluation paired with an estimator store on the same ``y``:
   one block of rows of the ``metrics`` table.
 
@@ -146,6 +147,24 @@ class AnalyticRun:
 
     def shard_marker(self, results: Path, image: int, sigma_index: int) -> Path:
         return Layout(results).path("analytic_shard", self, image=image, sigma_index=sigma_index)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One image block × σ block of an estimator store: it owns those chunks (one writer per chunk)."""
+
+    run: AnalyticRun
+    image: int  # first image of the block
+    sigma_index: int  # first σ index of the block
+
+    @property
+    def wildcards(self) -> dict[str, Any]:
+        """Its wildcards in the layout's patterns: the store's, ``image`` and ``sigma_index``."""
+        return {**self.run.wildcards, "image": self.image, "sigma_index": self.sigma_index}
+
+    def marker(self, results: Path) -> Path:
+        """The marker of the shard job this shard leads (:meth:`lemmse.plan.sweep.Plan.shard_jobs`)."""
+        return self.run.shard_marker(results, self.image, self.sigma_index)
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,14 @@ hand each job its record (``params:``); no job rebuilds it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
 
 from lemmse.errors import LemmseInputError
 from lemmse.plan.config import dataset_info, preinverse_options, task_options
 from lemmse.plan.layout import Layout
-from lemmse.plan.records import AnalyticRun, Comparison, NetworkEval, NetworkRun, TrainingNoise
+from lemmse.plan.records import AnalyticRun, Comparison, NetworkEval, NetworkRun, Shard, TrainingNoise
 from lemmse.plan.specs import BUILTIN_ESTIMATORS, Estimator, PreInverse, estimator_specs, lookup, preinverse_specs
 
 #: The wildcards naming one network (:data:`lemmse.plan.layout.NETWORK`).
@@ -157,6 +158,38 @@ class Plan:
         return [(i, s) for i in range(0, m["n_eval"], a["images_per_shard"])
                 for s in range(0, len(m["sigmas"]), a["sigmas_per_shard"])]
 
+    @cached_property
+    def shard_jobs(self) -> list[tuple[Shard, ...]]:
+        """The estimator shard jobs: every shard of every store in plan order, cut into runs of
+        ``analytic.shards_per_job`` consecutive shards (the last run may be shorter).
+
+        One job imports PyTorch and opens its stores once for all its shards: on a laptop a shard
+        can hold less than a second of engine work against ~3 s of interpreter start-up. A job is
+        named after its first shard (its marker, log and benchmark paths); a store is complete once
+        every job holding one of its shards is. Read after :func:`make_plan` only (cached).
+        """
+        per_job = self.config["analytic"]["shards_per_job"]
+        shards = [Shard(run, i, s) for run in self.analytics for i, s in self.shards(run)]
+        return [tuple(shards[k : k + per_job]) for k in range(0, len(shards), per_job)]
+
+    @cached_property
+    def _shard_job_of(self) -> dict[Shard, tuple[Shard, ...]]:
+        return {shard: job for job in self.shard_jobs for shard in job}
+
+    def shard_job(self, wildcards) -> tuple[Shard, ...]:
+        """The shard job led by the shard a job's wildcards name (refused if no job starts there)."""
+        lead = Shard(self.analytic_from_wildcards(wildcards), int(wildcards.image), int(wildcards.sigma_index))
+        job = self._shard_job_of.get(lead)
+        if job is None or job[0] != lead:
+            raise LemmseInputError(f"no shard job starts at image {lead.image}, σ index {lead.sigma_index} of "
+                                   f"{lead.run} (analytic.shards_per_job = "
+                                   f"{self.config['analytic']['shards_per_job']})")
+        return job
+
+    def shard_jobs_of(self, run: AnalyticRun) -> list[tuple[Shard, ...]]:
+        """The shard jobs that write into ``run``'s store, in plan order."""
+        return list(dict.fromkeys(self._shard_job_of[Shard(run, i, s)] for i, s in self.shards(run)))
+
 
 def _unique(items: Iterable) -> list:
     return list(dict.fromkeys(items))
@@ -258,10 +291,9 @@ def rule_jobs(plan: Plan, figures: Iterable[str]) -> dict[str, int]:
 
     ``figures``: the covered figures (see :func:`figure_coverage`), one job each.
     """
-    shards = sum(len(plan.shards(a)) for a in plan.analytics)
     counts = {"prepare_dataset": len(prepared_datasets(plan)), "measure": len(plan.measurement_stores),
               "train_network": len(plan.networks), "evaluate_network": len(plan.evaluations),
-              "analytic_template": len(plan.analytics), "analytic_shard": shards,
+              "analytic_template": len(plan.analytics), "analytic_shard": len(plan.shard_jobs),
               "analytic_finalize": len(plan.analytics), "variance": len(plan.variance_tasks()),
               "gather": 1, "study_table": len(plan.config["studies"]),
               # the claims' extra tables: net-vs-net and pre-inverse pairs, shift-aware memorisation
@@ -273,18 +305,18 @@ def rule_jobs(plan: Plan, figures: Iterable[str]) -> dict[str, int]:
 
 def study_jobs(plan: Plan) -> dict[str, dict[str, int]]:
     """Per study (and the memorisation and variance stages): networks, evaluations, estimator
-    stores and shards it needs. A job shared by several studies counts in each of them."""
+    stores and shards (not shard jobs, which may span studies: :meth:`Plan.shard_jobs`) it needs. A job shared by several studies counts in each of them."""
     out = {}
     for name, comparisons in plan.studies.items():
         analytics = _unique(c.analytic for c in comparisons)
         out[name] = {"train_network": len(_unique(c.evaluation.run for c in comparisons)),
                      "evaluate_network": len(_unique(c.evaluation for c in comparisons)),
                      "analytic stores": len(analytics),
-                     "analytic_shard": sum(len(plan.shards(a)) for a in analytics)}
+                     "analytic shards": sum(len(plan.shards(a)) for a in analytics)}
     if plan.memorisation:
         out["memorisation"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": len(plan.memorisation),
-                               "analytic_shard": sum(len(plan.shards(a)) for a in plan.memorisation)}
+                               "analytic shards": sum(len(plan.shards(a)) for a in plan.memorisation)}
     if plan.variance_tasks():
-        out["variance"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": 0, "analytic_shard": 0,
+        out["variance"] = {"train_network": 0, "evaluate_network": 0, "analytic stores": 0, "analytic shards": 0,
                            "variance": len(plan.variance_tasks())}
     return out

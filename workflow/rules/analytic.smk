@@ -1,6 +1,8 @@
-# Stage 5: analytic estimator stores. The store is created empty first; shard jobs (image block
-# × σ block) fill chunk-aligned regions in parallel, one writer per chunk, each leaving a marker;
-# the finalize job checks nothing is missing and marks the store complete.
+# Stage 5: analytic estimator stores. The store is created empty first; shards (image block × σ
+# block) fill chunk-aligned regions in parallel, one writer per chunk. A shard job runs
+# analytic.shards_per_job consecutive shards (possibly of several stores) in one process and is
+# named after its first shard; its marker records each shard. The finalize job of a store waits for
+# every job holding one of its shards, checks nothing is missing and marks the store complete.
 
 
 rule analytic_template:
@@ -22,9 +24,7 @@ rule analytic_template:
 
 rule analytic_shard:
     input:
-        template=L.pattern("analytic_template"),
-        data=data_store,
-        measurements=eval_measurements,
+        unpack(shard_job_inputs),
     output:
         L.pattern("analytic_shard"),
     params:

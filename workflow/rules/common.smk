@@ -76,15 +76,37 @@ def eval_mem_mb(wildcards):
     return _network_mem_mb("evaluate_network", wildcards)
 
 
-def shard_mem_mb(wildcards):
-    """Host memory of an estimator shard: analytic.max_memory_mb plus process and data."""
+def shard_job(wildcards):
+    """The shards of the shard job a job's wildcards name (its first shard)."""
+    try:
+        return PLAN.shard_job(wildcards)
+    except LemmseInputError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def shard_job_inputs(wildcards):
+    """The templates, training sets and measurement stores a shard job's shards read."""
+    shards = shard_job(wildcards)
+    unique = lambda paths: list(dict.fromkeys(str(p) for p in paths))
+    return {"templates": unique(L.path("analytic_template", s.run) for s in shards),
+            "data": unique(L.data(s.run.dataset) for s in shards),
+            "measurements": unique(L.measurements(s.run.eval_dataset, s.run.task) for s in shards)}
+
+
+def _shard_job_mem_mb(shards):
+    """Host memory of a shard job: analytic.max_memory_mb plus process and its largest shard's data
+    (its shards run one after the other, one training set loaded at a time)."""
     from lemmse.cluster import shard_memory_mb
 
-    info = PLAN.datasets[wildcards.dataset]
     bound = config["analytic"]["max_memory_mb"]
-    need = shard_memory_mb(bound, channels=info["channels"], resolution=info["resolution"],
-                           train_size=int(wildcards.train_size))
+    need = max(shard_memory_mb(bound, channels=PLAN.datasets[s.run.dataset]["channels"],
+                               resolution=PLAN.datasets[s.run.dataset]["resolution"],
+                               train_size=s.run.train_size) for s in shards)
     return _fit("analytic_shard", need, f"analytic.max_memory_mb={bound} plus data and process")
+
+
+def shard_mem_mb(wildcards):
+    return _shard_job_mem_mb(shard_job(wildcards))
 
 
 def check_requests_fit():
@@ -94,8 +116,8 @@ def check_requests_fit():
 
     for n in PLAN.networks:  # as a job's wildcards: strings, the training noise as its spec
         train_mem_mb(SimpleNamespace(**{k: str(v) for k, v in n.wildcards.items()}))
-    for a in PLAN.analytics:
-        shard_mem_mb(SimpleNamespace(dataset=a.dataset, train_size=a.train_size))
+    for shards in PLAN.shard_jobs:
+        _shard_job_mem_mb(shards)
 
 
 onstart:
@@ -131,9 +153,8 @@ def analytic_run(wildcards):
 
 
 def shard_markers(wildcards):
-    """Every shard marker of one analytic store."""
-    run = analytic_run(wildcards)
-    return [str(L.path("analytic_shard", run, image=i, sigma_index=s)) for i, s in PLAN.shards(run)]
+    """The markers of the shard jobs that write into one analytic store."""
+    return [str(job[0].marker(PLAN.results)) for job in PLAN.shard_jobs_of(analytic_run(wildcards))]
 
 
 def all_trained():
@@ -149,10 +170,10 @@ def all_analytic():
 
 
 def all_shard_markers():
-    """Every shard marker. Targets (all, analytic_all) list them themselves: snakemake reruns the
-    producer of a missing file only when a job that must run needs it, so a deleted shard marker
-    is noticed by the next run of a target, which then recomputes that shard and re-finalizes."""
-    return [str(L.path("analytic_shard", a, image=i, sigma_index=s)) for a in PLAN.analytics for i, s in PLAN.shards(a)]
+    """Every shard job's marker. Targets (all, analytic_all) list them themselves: snakemake reruns
+    the producer of a missing file only when a job that must run needs it, so a deleted marker is
+    noticed by the next run of a target, which then reruns that job and re-finalizes its stores."""
+    return [str(job[0].marker(PLAN.results)) for job in PLAN.shard_jobs]
 
 
 def study_inputs(wildcards):

@@ -80,7 +80,6 @@ rule claims:
         csv=L.pattern("claims_csv"),
     params:
         variance=variance_stores(),
-        benchmarks=L.pattern("benchmarks"),
         plan=PLAN,
     log:
         L.log("claims"),
