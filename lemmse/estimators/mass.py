@@ -38,8 +38,9 @@ holds an int32 count and the float64 sum of the ``v``. When ``m`` passes the anc
 moves up by whole octaves: ``v`` halves per octave, which moves every key ``2^HI`` bins down
 and leaves its mantissa unchanged, so the row shifts by whole columns and nothing is rounded;
 bins shifted past the window's bottom (which lies more than ``W`` below ``m``) are dropped.
-Keys below the window go to discarded underflow columns; per-image maxima tell which (query,
-image) pairs hold any key inside the window, and when few do (small σ) only those are histogrammed.
+Keys below the window or the cut go to discarded underflow columns (the numba kernel skips them);
+per-image maxima tell which (query, image) pairs hold any key above the cut, and when few do (small
+σ) only those are histogrammed.
 
 **Bound** (read after the pass against the estimate's ``log Z``). The bins above the crossing
 bin (the first, from the top, whose cumulative mass reaches ``f``) are exact: count ``c_above``,
