@@ -81,6 +81,31 @@ def test_mass_histogram_float32_brackets_the_exact_count(seed, images, group, sc
     check_bounds(logits, 0.99, k_lo, k_hi, delta, tolerance=1e-5)
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), small=st.integers(200, 3000), big=st.integers(1, 20),
+       tail=st.floats(0.0101, 0.05), group=st.sampled_from([1, 8, 50]), block=st.integers(1, 12),
+       order=st.sampled_from(["big first", "small first", "shuffled"]), dtype=st.sampled_from([torch.float64, torch.float32]),
+       path=st.sampled_from([None, 0.0, 2.0]))
+def test_mass_histogram_cut_at_the_running_normaliser_keeps_every_key_that_counts(seed, small, big, tail, group, block,
+                                                                                   order, dtype, path):
+    """The cut at the running ``log Z - W`` (``log Z ≫ m``: many near-equal keys) against the sorted cumulative
+    sum: a tail of ``small`` equal keys holding ``tail`` > 1 - f of the weight, each just above ``e^{-W}``
+    (down to ``1.02 (1 - f) e^{-LO_MARGIN} / K``), so the crossing lies among them and a cut any tighter
+    than ``log Z - W`` (e.g. ``log Z - W + 0.02``) would drop keys the count needs."""
+    rng = np.random.default_rng(seed)
+    n_keys = -(-(small + big) // group) * group
+    small = n_keys - big
+    weights = np.concatenate([np.full(big, (1.0 - tail) / big), np.full(small, tail / small)])
+    logits = np.log(weights) + rng.uniform(-1e-3, 1e-3, (3, n_keys)) + rng.standard_normal((3, 1)) * 100
+    if order == "small first":
+        logits = logits[:, ::-1]
+    elif order == "shuffled":
+        logits = logits[:, rng.permutation(n_keys)]
+    logits = np.ascontiguousarray(logits)
+    k_lo, k_hi, delta = stream_counts(logits, block, 0.99, dtype, group, path)
+    check_bounds(logits, 0.99, k_lo, k_hi, delta, tolerance=1e-12 if dtype == torch.float64 else 1e-5)
+
+
 def test_mass_histogram_is_exact_when_the_crossing_bin_holds_one_key():
     logits = np.log(np.array([[0.6, 0.3, 0.095, 0.005], [0.25, 0.25, 0.25, 0.25]]))
     k_lo, k_hi, _ = stream_counts(logits, 2, 0.99)
@@ -158,6 +183,40 @@ def test_fused_binning_kernel_is_bit_identical_to_the_pytorch_path(seed, keys, s
         sums.append(hist.sums[:, mass_module.UNDERFLOW:].clone())  # the underflow columns are never read
     assert torch.equal(sums[0], sums[1])
     assert int(sums[0][rows].count_nonzero()) > 0 and int(sums[0][:8].count_nonzero()) == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), keys=st.sampled_from([5, 63, 300, 2000, 9000]),
+       scale=st.sampled_from([0.3, 3.0]), tiles=st.integers(1, 4))
+def test_fused_binning_cuts_the_same_keys_as_the_pytorch_path(seed, keys, scale, tiles):
+    """With the cut at the running ``log Z - W`` (near-equal keys: ``log Z`` far above the maximum), the
+    numba kernel and the PyTorch passes skip the same keys and fill the same window columns; a row of
+    many equal keys and a tail ``W - 1`` below them: the cut skips the tail, which the window holds."""
+    from lemmse.estimators import binning
+
+    rng = np.random.default_rng(seed)
+    n_queries, rows = 24, slice(8, 20)
+    tiles_ = [torch.from_numpy(rng.standard_normal((12, keys)) * scale + t * scale).float() for t in range(tiles)]
+    tail = window_width(keys * tiles, 0.99) - 1.0
+    for logits in tiles_:  # row 0: equal keys and a tail between log Z - W and m - W
+        logits[0] = torch.where(torch.arange(keys) % 2 == 0, 0.0, -tail)
+    sums = []
+    for enabled, cut in ((True, True), (False, True), (True, False)):
+        hist = MassHistogram(n_queries, keys * tiles, dtype=torch.float32)
+        running = torch.full((12,), -math.inf, dtype=torch.float64)
+        log_z = torch.full((12,), -math.inf, dtype=torch.float64)
+        with mock.patch.object(binning, "ENABLED", enabled):
+            for logits in tiles_:
+                running = torch.maximum(running, logits.double().amax(dim=1))
+                log_z = torch.logaddexp(log_z, torch.logsumexp(logits.double(), dim=1))
+                weights = torch.exp(logits.double() - running[:, None]).float()
+                hist.update(rows, weights, running, log_z=log_z if cut else None)
+        sums.append(hist.sums[:, mass_module.UNDERFLOW:].clone())
+    assert torch.equal(sums[0], sums[1])
+    binned = [int((s[rows.start] >> hist.count_bits).sum()) for s in (sums[0], sums[2])]
+    half = keys * tiles - keys * tiles // 2
+    if keys * tiles >= 300:  # log(K/2) > 1: the tail lies below log Z - W, above the window's bottom
+        assert binned == [half, keys * tiles]
 
 
 def test_fused_binning_refuses_keys_above_the_row_and_rows_outside_the_histogram():

@@ -124,7 +124,9 @@ class StreamingSoftmax:
             self.owner_weight[rows] = torch.where(better, best, held)
             self.owner_index[rows] = torch.where(better, arg + first_owner, self.owner_index[rows])
         if self.mass is not None:
-            self.mass.update(rows, weights, shift, image_max, group)  # last: it overwrites the weights
+            # the running log Z (this tile included) cuts the histogram's keys: it only grows
+            log_z = shift + torch.log(sums[:, self.value_dim].to(torch.float64))
+            self.mass.update(rows, weights, shift, image_max, group, log_z)  # last: it overwrites the weights
         self.max[rows] = new
 
     def _track_key_owner(self, rows: slice, logits: torch.Tensor, image_max: torch.Tensor | None,

@@ -3,7 +3,8 @@ r"""The 99 %-mass histogram's binning and row shifts on CPU, each one pass (numb
 :class:`lemmse.estimators.mass.MassHistogram` bins every key of a tile by the bits of its scaled
 weight ``v`` (float32): column ``c = (bits(v) - base) >> low`` and adds ``2^S + (bits(v) & (2^23 - 1))``
 to the row's int64 sum in that column. Keys below the window (``c < U``, the underflow columns,
-which nothing reads) are spread by PyTorch over ``U`` columns and skipped here. In PyTorch that is
+which nothing reads) are spread by PyTorch over ``U`` columns and skipped here, as are keys below
+the cut (bits below the row's ``floor``: weights below ``e^{-W}`` of the running normaliser). In PyTorch that is
 six passes over the tile (subtract, shift, maximum, mask, add, scatter), each writing a tile-sized
 temporary; here it is one loop that reads each key once and adds into its row. The window's
 columns are bit-identical to the PyTorch path's (``tests/test_estimator_mass.py`` runs both).
@@ -35,14 +36,17 @@ ENABLED = numba is not None
 
 if numba is not None:
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def _bin_rows(sums, first_row, bits, base, low, mask, one, first_column):  # pragma: no cover - compiled
+    def _bin_rows(sums, first_row, bits, floor, base, low, mask, one, first_column):  # pragma: no cover - compiled
         q, k = bits.shape
         n = sums.shape[1]
         above = 0
         for i in numba.prange(q):
             row = sums[first_row + i]
+            cut = floor[i]
             for j in range(k):
                 b = np.int64(bits[i, j])
+                if b < cut:  # below the cut (a weight below e^{-W} of the running Z): skipped
+                    continue
                 c = (b - base) >> low
                 if c < first_column:  # below the window: the underflow columns are never read, skip it
                     continue
@@ -68,18 +72,23 @@ def _threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
 
-def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, *, base: int, low: int, mask: int, one: int,
-             underflow: int) -> None:
+def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, floor: torch.Tensor | None = None, *, base: int,
+             low: int, mask: int, one: int, underflow: int) -> None:
     """Add the keys of ``v`` ``(q, k)`` (float32, C-contiguous) into rows ``first_row … first_row + q``
     of ``sums`` ``(Q, columns)`` (int64), as the module docstring says; keys below the window (column
-    ``< underflow``) are skipped: the underflow columns are never read."""
+    ``< underflow``: the underflow columns are never read) or below the cut (bits below ``floor``
+    ``(q,)``, :meth:`~lemmse.estimators.mass.MassHistogram.update`; None: no cut) are skipped."""
     if v.dtype != torch.float32 or sums.dtype != torch.int64 or not sums.is_contiguous():
         raise ValueError(f"need float32 weights and contiguous int64 sums, got {v.dtype} and {sums.dtype}")
     if not 0 <= first_row <= sums.shape[0] - v.shape[0]:
         raise ValueError(f"rows {first_row}…{first_row + v.shape[0] - 1} outside the {sums.shape[0]} histogram rows")
     _threads()
-    above = _bin_rows(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(), base, low, mask, one,
-                      underflow)
+    if floor is None:
+        floor = torch.zeros(v.shape[0], dtype=torch.int64)
+    if floor.shape != (v.shape[0],):
+        raise ValueError(f"need one floor per row ({v.shape[0]}), got shape {tuple(floor.shape)}")
+    above = _bin_rows(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(),
+                      floor.to(torch.int64).contiguous().numpy(), base, low, mask, one, underflow)
     if above:
         raise ValueError(f"{above} key(s) binned above their histogram row: weights above the anchor "
                          "(the rows' histograms are no longer valid)")

@@ -8,6 +8,18 @@ than ``1 - f`` together (each weighs less than ``(1 - f)/K``), so the crossing n
 them. ``log Z`` is at least the running maximum ``m`` of the logits seen so far: a key with
 ``l < m - W`` can be dropped the moment it is seen, before ``log Z`` is known.
 
+**Cut.** Tighter: the running ``log Z_t = m + log S`` of the keys seen so far (the accumulator's
+normaliser after the tile) only grows towards the final ``log Z``, and at large σ, where many keys
+share the weight, lies far above ``m`` (up to ``log K``). A key with ``l < log Z_t - W`` has
+``l < log Z - W`` and is skipped (never binned; per-image maxima skip whole (query, image) pairs).
+Such a key (weight ``< e^{-W} = (1 - f) e^{-LO_MARGIN} / K``) never lies in the crossing bin or
+above it: if it lay in bin ``c``, every key of bin ``c`` and below would weigh less than ``e^δ``
+times it (bins are at most ``δ`` wide), and these at most ``K`` keys would hold less than
+``(1 - f) e^{δ - LO_MARGIN} < 1 - f``; but the bins above ``c``, hence above the crossing bin, hold
+less than ``f``. So the count and both bounds read only bins whose keys all lie above the cut. The margin ``LO_MARGIN - δ ≥ 0.002`` covers the rounding of the running
+``Z_t`` (float32 sums, relative ~1e-6) and of the cut's threshold, which is compared with the bits
+of ``v`` (:meth:`MassHistogram.update`).
+
 **One histogram per query, filled from the accumulator's own weights during the estimate pass.**
 Each tile's weights ``e^{l - m}`` (the accumulator's float32 or float64 exponentials) are turned
 into ``v = e^{l - A}·2^E`` by one multiplication per query, ``A`` the query's *anchor*, a multiple
@@ -26,8 +38,9 @@ holds an int32 count and the float64 sum of the ``v``. When ``m`` passes the anc
 moves up by whole octaves: ``v`` halves per octave, which moves every key ``2^HI`` bins down
 and leaves its mantissa unchanged, so the row shifts by whole columns and nothing is rounded;
 bins shifted past the window's bottom (which lies more than ``W`` below ``m``) are dropped.
-Keys below the window go to discarded underflow columns; per-image maxima tell which (query,
-image) pairs hold any key inside the window, and when few do (small σ) only those are histogrammed.
+Keys below the window or the cut go to discarded underflow columns (the numba kernel skips them);
+per-image maxima tell which (query, image) pairs hold any key above the cut, and when few do (small
+σ) only those are histogrammed.
 
 **Bound** (read after the pass against the estimate's ``log Z``). The bins above the crossing
 bin (the first, from the top, whose cumulative mass reaches ``f``) are exact: count ``c_above``,
@@ -182,50 +195,60 @@ class MassHistogram:
     # ------------------------------------------------------------------------------------------
 
     def update(self, rows: slice, weights: torch.Tensor, shift: torch.Tensor,
-               image_max: torch.Tensor | None = None, group: int = 1) -> None:
+               image_max: torch.Tensor | None = None, group: int = 1, log_z: torch.Tensor | None = None) -> None:
         """Histogram one tile: ``weights = e^{l - shift}`` ``(q, k)`` (overwritten), ``shift`` ``(q,)``
         the running maximum including this tile; ``rows`` the queries (a contiguous run of the
         state's rows); ``image_max`` ``(q, k/group)``, if given, the largest logit of each image (``group``
-        consecutive keys). Any subset of a block's keys may come: a key's bin depends on its weight only."""
+        consecutive keys); ``log_z`` ``(q,)`` float64, if given, the running ``log Σ e^l`` including this
+        tile: keys with ``l < log_z - W`` are skipped (module docstring, "Cut"; without it the cut is
+        ``shift - W``). Any subset of a block's keys may come: a key's bin depends on its weight only."""
         q, k = weights.shape
         self._raise_anchor(rows, shift)
         # v = weights · e^{m - A} · 2^scale: the keys' masses, as normal floats
-        factor = (torch.exp(shift - self.anchor[rows] * math.log(2)) * 2.0**self.float.scale).to(weights.dtype)
+        anchor = self.anchor[rows] * math.log(2)
+        factor = (torch.exp(shift - anchor) * 2.0**self.float.scale).to(weights.dtype)
+        cut = (shift if log_z is None else log_z) - self.width
+        # the cut in v, compared with v's bits (monotone in v ≥ 0): the same keys skipped on every path
+        floor = (torch.exp(cut - anchor) * 2.0**self.float.scale).to(weights.dtype).view(self.float.bits)
         if image_max is not None:
-            live = image_max >= (shift - self.width)[:, None]
+            live = image_max >= cut[:, None]
             n_live = int(live.count_nonzero())
             if n_live == 0:
                 return
             if n_live < LIVE_FRACTION * live.numel():
                 row, image = live.nonzero(as_tuple=True)
                 v = weights.view(q, -1, group)[row, image].mul_(factor[row, None])  # (n_live, group)
-                index = self._columns(v, "live").add_(_row_ids(rows, q, weights.device)[row][:, None] * self._width())
+                index = self._columns(v, floor[row], "live").add_(_row_ids(rows, q, weights.device)[row][:, None]
+                                                                  * self._width())
                 self._add(index.view(-1), v.view(-1))
                 return
         if self.packed and binning.available(weights.device):  # one fused pass (lemmse.estimators.binning)
-            binning.bin_rows(self.sums, rows.start, weights.mul_(factor[:, None]), base=self.offset << self.low_bits,
-                             low=self.low_bits, mask=(1 << self.float.mantissa) - 1, one=1 << self.count_bits,
-                             underflow=UNDERFLOW)
+            binning.bin_rows(self.sums, rows.start, weights.mul_(factor[:, None]), floor,
+                             base=self.offset << self.low_bits, low=self.low_bits, mask=(1 << self.float.mantissa) - 1,
+                             one=1 << self.count_bits, underflow=UNDERFLOW)
             return
         if k < SPARSE_KEYS * self._width():  # few keys per row (a screened tile): one flat scatter
             v = weights.mul_(factor[:, None])
-            index = self._columns(v, "sparse").add_(_row_ids(rows, q, weights.device)[:, None] * self._width())
+            index = self._columns(v, floor, "sparse").add_(_row_ids(rows, q, weights.device)[:, None] * self._width())
             self._add(index.view(-1), v.view(-1))
             return
         for start in range(0, q, CHUNK_ROWS):  # row chunks: the scratch stays in cache
             stop = min(start + CHUNK_ROWS, q)
             v = weights[start:stop].mul_(factor[start:stop, None])
-            self._scatter(slice(rows.start + start, rows.start + stop), self._columns(v, "dense"), v)
+            self._scatter(slice(rows.start + start, rows.start + stop), self._columns(v, floor[start:stop], "dense"), v)
 
     def _width(self) -> int:
         return self.n_bins + UNDERFLOW
 
-    def _columns(self, v: torch.Tensor, name: str) -> torch.Tensor:
-        """Column of every ``v`` ``(r, c)``: from its bits, below the window one of the underflow columns."""
+    def _columns(self, v: torch.Tensor, floor: torch.Tensor, name: str) -> torch.Tensor:
+        """Column of every ``v`` ``(r, c)``: from its bits; below the window or the cut (bits below
+        ``floor`` ``(r,)``), one of the underflow columns."""
         bits = v.view(self.float.bits)
         base = torch.sub(bits, self.offset << self.low_bits, out=self._buffer(name + "bits", v.shape, bits.dtype))
         index = torch.bitwise_right_shift(base, self.low_bits, out=self._buffer(name + "index", v.shape, torch.int64))
-        return torch.maximum(index, self._underflow(v.shape[1]), out=index)
+        underflow = self._underflow(v.shape[1])
+        index = torch.maximum(index, underflow, out=index)
+        return torch.where(bits < floor[:, None], underflow, index, out=index)
 
     def _values(self, v: torch.Tensor) -> torch.Tensor:
         """Packed: ``2^count_bits + mantissa of v`` per key (int64)."""
