@@ -144,14 +144,16 @@ def shard_estimates(path: str | os.PathLike, *, measurements: str | os.PathLike,
 
 def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, train: np.ndarray,
                   first_image: int, first_sigma: int, estimate_options: Mapping[str, Any],
-                  device: str = "cpu", max_memory: int = 2**31, progress: bool = False) -> None:
+                  device: str = "cpu", max_memory: int = 2**31, progress: bool = False) -> int:
     """Estimate one image block × σ block (every split) and write it into ``path``: the estimates, ``B y``,
-    the :data:`SUMMARIES` and, where the store has them, the diagnostics and their reductions."""
+    the :data:`SUMMARIES` and, where the store has them, the diagnostics and their reductions. Returns
+    the number of estimates written (images × σ × splits)."""
     from lemmse.data import load_clean
 
     store = zstore.open_dataset(path, complete=False)
     meas = zstore.open_dataset(measurements)
     sigma_values = meas["sigma"].values
+    written = 0
     for s, images, sigmas, shape, result in shard_estimates(
             path, measurements=measurements, train=train, first_image=first_image, first_sigma=first_sigma,
             estimate_options=estimate_options, device=device, max_memory=max_memory, progress=progress):
@@ -171,6 +173,8 @@ def compute_shard(path: str | os.PathLike, *, measurements: str | os.PathLike, t
                             {"split": slice(s, s + 1), "image": images, "sigma": sigmas})
         log.info("%s: split %s, images %d-%d, σ %s written", path, split, images.start,
                  images.stop - 1, ", ".join(f"{v:g}" for v in sigma_values[sigmas]))
+        written += n_i * n_s
+    return written
 
 
 def compute_shard_job(shards: Sequence[Mapping[str, Any]], *, device: str = "cpu", max_memory: int = 2**31,
@@ -192,16 +196,12 @@ def compute_shard_job(shards: Sequence[Mapping[str, Any]], *, device: str = "cpu
         if loaded != (shard["data"], shard["train_size"]):
             loaded = shard["data"], shard["train_size"]
             train = load_split(shard["data"], "train", count=shard["train_size"])
-        compute_shard(shard["store"], measurements=shard["measurements"], train=train,
-                      first_image=shard["first_image"], first_sigma=shard["first_sigma"],
-                      estimate_options=shard["estimate_options"], device=device, max_memory=max_memory,
-                      progress=progress)
-        store = zstore.open_dataset(shard["store"], complete=False)
-        ci, cs = int(store.attrs["images_per_shard"]), int(store.attrs["sigmas_per_shard"])
-        images = min(ci, store.sizes["image"] - shard["first_image"])
-        sigmas = min(cs, store.sizes["sigma"] - shard["first_sigma"])
+        written = compute_shard(shard["store"], measurements=shard["measurements"], train=train,
+                                first_image=shard["first_image"], first_sigma=shard["first_sigma"],
+                                estimate_options=shard["estimate_options"], device=device, max_memory=max_memory,
+                                progress=progress)
         records.append({"store": shard["store"], "first_image": shard["first_image"],
-                        "first_sigma": shard["first_sigma"], "measurements": images * sigmas * store.sizes["split"],
+                        "first_sigma": shard["first_sigma"], "measurements": written,
                         "seconds": time.perf_counter() - wall0, "cpu_seconds": time.process_time() - cpu0})
     return records
 

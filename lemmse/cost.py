@@ -12,7 +12,8 @@ r"""The cost of a planned sweep, before anything runs: FLOPs per job and predict
   by :func:`measure_rates` (the FLOPs columns count ``1 + MASS_PASSES`` passes for such a call: the
   99 %-mass histogram is filled in the estimate's own pass, so one).
 * ``analytic_shard``: one estimator call per split and shard on ``images_per_shard × sigmas_per_shard``
-  measurements, ``analytic.shards_per_job`` shards per job (one start-up each); ``variance``: one call per pre-inverse (B = I, A⁺) on ``draws × images``.
+  measurements, ``analytic.shards_per_job`` shards per job (one start-up each); ``variance``: one
+  call per pre-inverse (B = I, A⁺) on ``draws × images``.
 * ``train_network``: ``steps ×`` the forward + backward FLOPs of the network on one batch
   (counted with :class:`torch.utils.flop_counter.FlopCounterMode` on the meta device, so
   nothing is computed); ``evaluate_network``: the forward FLOPs of ``2 × n_eval × |σ|`` images.
