@@ -94,14 +94,15 @@ def measure(config: str | Path, *, device: str = "cpu", jobs: int | None = None)
         if not bench.is_file() or not all(zstore.is_complete(run.store(plan.results)) for run in stores):
             continue
         job_s, job_cpu = _read_benchmark(bench)
-        trains = {run: load_split(lay.data(run.dataset), "train", count=run.train_size) for run in stores}
+        trains = {key: load_split(lay.data(key[0]), "train", count=key[1])
+                  for key in dict.fromkeys((run.dataset, run.train_size) for run in stores)}
 
         def engine() -> int:
             n = 0
             for sh in shards:
                 for *_, shape, _result in shard_estimates(
                         sh.run.store(plan.results), measurements=lay.measurements(sh.run.eval_dataset, sh.run.task),
-                        train=trains[sh.run], first_image=sh.image, first_sigma=sh.sigma_index,
+                        train=trains[sh.run.dataset, sh.run.train_size], first_image=sh.image, first_sigma=sh.sigma_index,
                         estimate_options=estimate_options(plan.config, sh.run), device=device, max_memory=max_memory):
                     n += shape[0] * shape[1]
             return n

@@ -731,8 +731,9 @@ def inference_time(inp: Inputs) -> Outcome:
     if ratio.empty:
         raise NotCovered("no denoising configuration with both a network and a formula benchmark")
     value = float(ratio.min())
-    return outcome("per denoising configuration: LE-MMSE seconds per estimate (analytic shard benchmarks) over network "
-                   "seconds per estimate (evaluation benchmarks, model loading included); statistic: the lowest "
-                   f"ratio; holds if ≥ {thr:g} (not a statistic over images: no interval)", value, np.nan, np.nan,
+    return outcome("per denoising configuration: LE-MMSE seconds per estimate (shard job benchmarks, a job's "
+                   "time split among its shards by their own seconds) over network seconds per estimate "
+                   "(evaluation benchmarks, model loading included); statistic: the lowest ratio; "
+                   f"holds if ≥ {thr:g} (not a statistic over images: no interval)", value, np.nan, np.nan,
                    value >= thr, f"median {1e3 * network.median():.3g} ms (network) vs {formula.median():.3g} s "
                    "(formula) per estimate", len(ratio))
