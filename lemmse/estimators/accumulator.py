@@ -32,6 +32,9 @@ can own nothing (their weight is below ``e^{-W}`` of the largest) and fall below
 window (``log K + 4.6`` below the maximum, narrower than ``W``), so both diagnostics read the
 screened tiles as they are.
 
+Updates of distinct rows may run concurrently (:mod:`lemmse.estimators.tile_threads`): each
+touches only its rows, and the weights' workspace is per thread.
+
 Shifted logits are clamped from below at ``log(tiny)`` of ``dtype`` (about -87 in float32)
 before the exponential: a weight below the smallest normal number changes no sum (it is at
 least ``e^{87}`` times smaller than the largest weight, which is 1), while the exponential of
@@ -40,6 +43,7 @@ an input that underflows takes a slow path on CPUs, 5-10× slower than a normal 
 from __future__ import annotations
 
 import math
+import threading
 from typing import Callable
 
 import torch
@@ -70,7 +74,8 @@ class StreamingSoftmax:
         self.max = torch.full((n_queries,), -torch.inf, dtype=torch.float64, device=device)
         self.sums = torch.zeros(n_queries, value_dim + 1, dtype=dtype, device=device)
         self.track_owner = track_owner
-        self._workspace = torch.empty(0, dtype=dtype, device=device)
+        self._device = torch.device(device)
+        self._scratch = threading.local()  # per thread: tiles may run concurrently (tile_threads)
         self._floor = exp_floor(dtype)
         if track_owner:
             self.owner_weight = torch.zeros(n_queries, dtype=dtype, device=device)
@@ -151,9 +156,10 @@ class StreamingSoftmax:
     def _weights_buffer(self, shape: torch.Size) -> torch.Tensor:
         """A reusable ``shape`` tensor in ``dtype`` (no allocation or page faults per tile)."""
         size = shape[0] * shape[1]
-        if self._workspace.numel() < size:
-            self._workspace = torch.empty(size, dtype=self.dtype, device=self._workspace.device)
-        return self._workspace[:size].view(shape)
+        workspace = getattr(self._scratch, "weights", None)
+        if workspace is None or workspace.numel() < size:
+            workspace = self._scratch.weights = torch.empty(size, dtype=self.dtype, device=self._device)
+        return workspace[:size].view(shape)
 
     def _original(self, state: torch.Tensor) -> torch.Tensor:
         """``state`` (one row per query, in the state's order) in the queries' original order."""

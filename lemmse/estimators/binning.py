@@ -14,12 +14,16 @@ takes column ``c + s``, the top ``s`` become empty): :func:`shift_rows` does tha
 pass per row, where PyTorch gathered each row through a tile of indices and wrote it back.
 
 Rows are split between threads (``prange``): a tile's rows are distinct queries, so no two
-threads add into the same row. The thread count follows PyTorch's (the job's ``threads``).
+threads add into the same row. The thread count follows PyTorch's (the job's ``threads``). Inside
+a tile worker (:mod:`lemmse.estimators.tile_threads`), and on one thread, the same row kernel
+runs from a serial loop: numba's workqueue layer must not be entered by two threads at once.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from lemmse.estimators import tile_threads
 
 try:
     import numba
@@ -35,41 +39,64 @@ ENABLED = numba is not None
 
 
 if numba is not None:
-    @numba.njit(parallel=True, cache=True, nogil=True)
-    def _bin_rows(sums, first_row, bits, floor, base, low, mask, one, first_column):  # pragma: no cover - compiled
-        q, k = bits.shape
-        n = sums.shape[1]
+    @numba.njit(cache=True, nogil=True)
+    def _bin_row(row, bits, cut, base, low, mask, one, first_column):  # pragma: no cover - compiled
+        n = row.shape[0]
         above = 0
-        for i in numba.prange(q):
-            row = sums[first_row + i]
-            cut = floor[i]
-            for j in range(k):
-                b = np.int64(bits[i, j])
-                if b < cut:  # below the cut (a weight below e^{-W} of the running Z): skipped
-                    continue
-                c = (b - base) >> low
-                if c < first_column:  # below the window: the underflow columns are never read, skip it
-                    continue
-                if c >= n:  # above the row (never: the anchor lies above the maximum); counted, kept in bounds
-                    above += 1
-                    c = n - 1
-                row[c] += (b & mask) + one
+        for j in range(bits.shape[0]):
+            b = np.int64(bits[j])
+            if b < cut:  # below the cut (a weight below e^{-W} of the running Z): skipped
+                continue
+            c = (b - base) >> low
+            if c < first_column:  # below the window: the underflow columns are never read, skip it
+                continue
+            if c >= n:  # above the row (never: the anchor lies above the maximum); counted, kept in bounds
+                above += 1
+                c = n - 1
+            row[c] += (b & mask) + one
         return above
 
     @numba.njit(parallel=True, cache=True, nogil=True)
+    def _bin_rows(sums, first_row, bits, floor, base, low, mask, one, first_column):  # pragma: no cover - compiled
+        above = 0
+        for i in numba.prange(bits.shape[0]):
+            above += _bin_row(sums[first_row + i], bits[i], floor[i], base, low, mask, one, first_column)
+        return above
+
+    @numba.njit(cache=True, nogil=True)
+    def _bin_rows_serial(sums, first_row, bits, floor, base, low, mask, one, first_column):  # pragma: no cover
+        above = 0
+        for i in range(bits.shape[0]):
+            above += _bin_row(sums[first_row + i], bits[i], floor[i], base, low, mask, one, first_column)
+        return above
+
+    @numba.njit(cache=True, nogil=True)
+    def _shift_row(row, s):  # pragma: no cover - compiled
+        n = row.shape[0]
+        for c in range(n - s):
+            row[c] = row[c + s]
+        for c in range(max(n - s, 0), n):
+            row[c] = 0
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
     def _shift_rows(sums, rows, steps):  # pragma: no cover - compiled
-        n = sums.shape[1]
         for i in numba.prange(rows.shape[0]):
-            row = sums[rows[i]]
-            s = steps[i]
-            for c in range(n - s):
-                row[c] = row[c + s]
-            for c in range(max(n - s, 0), n):
-                row[c] = 0
+            _shift_row(sums[rows[i]], steps[i])
+
+    @numba.njit(cache=True, nogil=True)
+    def _shift_rows_serial(sums, rows, steps):  # pragma: no cover - compiled
+        for i in range(rows.shape[0]):
+            _shift_row(sums[rows[i]], steps[i])
 
 
-def _threads() -> None:
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+def _serial() -> bool:
+    """Whether to run the serial kernels: inside a tile worker (numba's workqueue layer must not be
+    entered by two threads at once) or on one thread; else set numba's threads to PyTorch's."""
+    threads = min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if tile_threads.in_worker() or threads <= 1:
+        return True
+    numba.set_num_threads(threads)
+    return False
 
 
 def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, floor: torch.Tensor | None = None, *, base: int,
@@ -82,12 +109,12 @@ def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, floor: torch.T
         raise ValueError(f"need float32 weights and contiguous int64 sums, got {v.dtype} and {sums.dtype}")
     if not 0 <= first_row <= sums.shape[0] - v.shape[0]:
         raise ValueError(f"rows {first_row}…{first_row + v.shape[0] - 1} outside the {sums.shape[0]} histogram rows")
-    _threads()
+    kernel = _bin_rows_serial if _serial() else _bin_rows
     if floor is None:
         floor = torch.zeros(v.shape[0], dtype=torch.int64)
     if floor.shape != (v.shape[0],):
         raise ValueError(f"need one floor per row ({v.shape[0]}), got shape {tuple(floor.shape)}")
-    above = _bin_rows(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(),
+    above = kernel(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(),
                       floor.to(torch.int64).contiguous().numpy(), base, low, mask, one, underflow)
     if above:
         raise ValueError(f"{above} key(s) binned above their histogram row: weights above the anchor "
@@ -99,8 +126,7 @@ def shift_rows(sums: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor) -> N
     its top; the rows must be distinct."""
     if rows.numel() and not (0 <= int(rows.min()) and int(rows.max()) < sums.shape[0] and int(steps.min()) >= 0):
         raise ValueError(f"rows must lie in [0, {sums.shape[0]}) and steps be >= 0")
-    _threads()
-    _shift_rows(sums.numpy(), rows.to(torch.int64).contiguous().numpy(), steps.to(torch.int64).contiguous().numpy())
+    (_shift_rows_serial if _serial() else _shift_rows)(sums.numpy(), rows.to(torch.int64).contiguous().numpy(), steps.to(torch.int64).contiguous().numpy())
 
 
 def available(device: torch.device) -> bool:

@@ -64,6 +64,7 @@ float64); the histogram adds no rounding of its own in float32 and ~1e-16 per ad
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -188,7 +189,7 @@ class MassHistogram:
         else:
             self.count = torch.zeros(n_queries, columns, dtype=torch.int32, device=device)
             self.mass = torch.zeros(n_queries, columns, dtype=torch.float64, device=device)
-        self._buffers: dict[str, torch.Tensor] = {}
+        self._scratch = threading.local()  # per thread: tiles may run concurrently (tile_threads)
 
     # ------------------------------------------------------------------------------------------
     # filling
@@ -236,6 +237,14 @@ class MassHistogram:
             stop = min(start + CHUNK_ROWS, q)
             v = weights[start:stop].mul_(factor[start:stop, None])
             self._scatter(slice(rows.start + start, rows.start + stop), self._columns(v, floor[start:stop], "dense"), v)
+
+    @property
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        """The calling thread's reusable scratch tensors."""
+        held = getattr(self._scratch, "buffers", None)
+        if held is None:
+            held = self._scratch.buffers = {}
+        return held
 
     def _width(self) -> int:
         return self.n_bins + UNDERFLOW

@@ -57,11 +57,13 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 import torch
 
+from lemmse.estimators import tile_threads
 from lemmse.progress import progress_bar
 
 #: Total weight the dropped keys of a query may hold, relative to its largest weight's sum.
@@ -130,12 +132,16 @@ def float64_scores() -> Iterator[None]:
         _reference_depth -= 1
 
 
+_count_lock = threading.Lock()
+
+
 def _count(pairs: int, rescored: int, dense: bool) -> None:
-    for s in _collectors:
-        s.pairs += pairs
-        s.rescored += rescored
-        s.tiles += 1
-        s.dense_tiles += int(dense)
+    with _count_lock:  # tiles may run concurrently
+        for s in _collectors:
+            s.pairs += pairs
+            s.rescored += rescored
+            s.tiles += 1
+            s.dense_tiles += int(dense)
 
 
 @contextlib.contextmanager
@@ -286,12 +292,13 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
     within the block; their logits are exact in float64. ``rows`` is a slice of the queries'
     *tile order* ``queries.order`` (sorted by σ, then in space), on every path: a consumer holds
     its queries in that order (``StreamingSoftmax(..., order=queries.order)`` reads them back in
-    the original one), so every tile is a contiguous run of its rows.
+    the original one), so every tile is a contiguous run of its rows. On several CPU threads the
+    tiles run concurrently (:mod:`lemmse.estimators.tile_threads`): a consumer must accept updates
+    of distinct rows from several threads at once.
     """
     if _reference_depth or queries.dim == 0:
         _attend_float64(queries, keys, consumer, query_block)
         return
-    buffers = _Buffers(queries.sorted_augmented.device)
     k_aug = keys.augmented()
     n_k, n = k_aug.shape[0], queries.dim + 2
     y32, k1, k2 = key_screen(keys.features, queries.centre)
@@ -300,34 +307,41 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
     usable = c < 1.0 and n_k >= MIN_SCREEN_KEYS and bool((base < FP32_SAFE).all())
     ready = (usable and bool(torch.isfinite(queries.max_logit).all())
              and _thresholds(queries, slice(0, queries.n), base, c, n))
+    scratch = threading.local()  # each thread's tile workspaces
+
+    def tile(sl: slice) -> None:
+        buffers = getattr(scratch, "buffers", None)
+        if buffers is None:
+            buffers = scratch.buffers = _Buffers(queries.sorted_augmented.device)
+        rows = sl.stop - sl.start
+        streak = queries._dense_streak.get(sl.start, 0)
+        dense = not usable or bool(streak and streak % RESCREEN_EVERY)
+        scores = buffers.get(rows, n_k, torch.float32)
+        if not (dense or ready):
+            if not bool(torch.isfinite(queries.max_logit[sl]).all()):
+                _probe(queries, sl, y32, base[sl], c, n, scores)
+            dense = not _thresholds(queries, sl, base[sl], c, n)
+        if not dense:
+            torch.mm(queries.screen_rows[sl], y32, out=scores)
+            columns = (scores.amax(dim=0) >= 0).nonzero().flatten()
+            dense = columns.numel() > DENSE_UNION * n_k
+        if dense:
+            _dense_tile(queries, sl, k_aug, keys, consumer, buffers)
+            queries._dense_streak[sl.start] = streak + 1
+            return
+        queries._dense_streak[sl.start] = 0
+        _count(rows * n_k, rows * columns.numel(), dense=False)
+        if columns.numel() == 0:
+            return
+        logits = buffers.get(rows, columns.numel(), torch.float64)
+        torch.mm(queries.sorted_augmented[sl], k_aug.index_select(0, columns).T, out=logits)
+        _raise_max(queries, sl, logits)
+        consumer.update(sl, logits, keys.values.index_select(0, columns),
+                        first_owner=keys.first_owner, group=keys.group, columns=columns)
+
+    tiles = [slice(start, min(start + query_block, queries.n)) for start in range(0, queries.n, query_block)]
     with _ieee_fp32():
-        for start in range(0, queries.n, query_block):
-            sl = slice(start, min(start + query_block, queries.n))
-            rows = sl.stop - sl.start
-            streak = queries._dense_streak.get(start, 0)
-            dense = not usable or bool(streak and streak % RESCREEN_EVERY)
-            scores = buffers.get(rows, n_k, torch.float32)
-            if not (dense or ready):
-                if not bool(torch.isfinite(queries.max_logit[sl]).all()):
-                    _probe(queries, sl, y32, base[sl], c, n, scores)
-                dense = not _thresholds(queries, sl, base[sl], c, n)
-            if not dense:
-                torch.mm(queries.screen_rows[sl], y32, out=scores)
-                columns = (scores.amax(dim=0) >= 0).nonzero().flatten()
-                dense = columns.numel() > DENSE_UNION * n_k
-            if dense:
-                _dense_tile(queries, sl, k_aug, keys, consumer, buffers)
-                queries._dense_streak[start] = streak + 1
-                continue
-            queries._dense_streak[start] = 0
-            _count(rows * n_k, rows * columns.numel(), dense=False)
-            if columns.numel() == 0:
-                continue
-            logits = buffers.get(rows, columns.numel(), torch.float64)
-            torch.mm(queries.sorted_augmented[sl], k_aug.index_select(0, columns).T, out=logits)
-            _raise_max(queries, sl, logits)
-            consumer.update(sl, logits, keys.values.index_select(0, columns),
-                            first_owner=keys.first_owner, group=keys.group, columns=columns)
+        tile_threads.run_tiles(tile, tiles, tile_threads.workers_for(len(tiles), k_aug.device))
 
 
 def window(n_keys: int | None) -> float:
