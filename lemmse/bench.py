@@ -12,6 +12,9 @@ For every configuration and σ the run reports, all measured in this one run:
   estimating ``--images`` measurements;
 * the same for lemmse's own float64 path (every score by the dense float64 product), and the
   ratio of the two;
+* on CPU with more than one thread, the same with the query tiles run in turn and PyTorch's
+  threads inside each operation, and its ratio to the default, where tiles run concurrently one
+  thread each (:mod:`lemmse.estimators.tile_threads`);
 * the achieved rate of the useful distance work, ``2·Q·K·C·P²`` flops for ``Q = n·H·W`` query
   patches against ``K = D·H·W`` training patches, in GFLOP/s (counted as if every patch were
   fully observed: with B = A⁺ for inpainting the hidden pixels cost nothing, so that path's
@@ -92,6 +95,7 @@ class Row:
     images: int
     seconds_per_image: float
     float64_seconds_per_image: float | None  # lemmse's float64 path; None when not timed
+    serial_tiles_seconds_per_image: float | None  # tiles in turn, threads inside operations; None: not timed
     gflops: float
     matmul_gflops: float
     rescored_fraction: float
@@ -106,6 +110,12 @@ class Row:
         if self.float64_seconds_per_image is None:
             return None
         return self.float64_seconds_per_image / self.seconds_per_image
+
+    @property
+    def speedup_vs_serial_tiles(self) -> float | None:
+        if self.serial_tiles_seconds_per_image is None:
+            return None
+        return self.serial_tiles_seconds_per_image / self.seconds_per_image
 
 
 def matmul_rate(size: int = 2048, repeats: int = 5) -> float:
@@ -176,11 +186,12 @@ def best_time(fn, repeats: int, device: str) -> tuple[float, object]:
 
 
 def run_config(arrays, config: Config, *, sigma: float, images: int, check_images: int, repeats: int,
-               device: str, float64_path: bool = True) -> Row:
-    """Time one configuration (fast path, and lemmse's float64 path) and check it against float64."""
+               device: str, float64_path: bool = True, tile_comparison: bool = True) -> Row:
+    """Time one configuration (fast path, its tiles run in turn, and lemmse's float64 path) and check it
+    against float64."""
     import torch
 
-    from lemmse.estimators import estimate
+    from lemmse.estimators import estimate, tile_threads
     from lemmse.estimators.stream import float64_scores, score_stats
 
     train, y = measurements(arrays, config, sigma, images)
@@ -189,6 +200,10 @@ def run_config(arrays, config: Config, *, sigma: float, images: int, check_image
     rate = matmul_rate()
     with score_stats() as stats:
         best, out = best_time(lambda: estimate(train, y, **kwargs).xhat, repeats, device)
+    serial = None
+    if tile_comparison and device == "cpu" and torch.get_num_threads() > 1:
+        with tile_threads.serial_tiles():
+            serial, _ = best_time(lambda: estimate(train, y, **kwargs).xhat, repeats, device)
     slow = None
     if float64_path:
         with float64_scores():
@@ -199,8 +214,8 @@ def run_config(arrays, config: Config, *, sigma: float, images: int, check_image
     error = float((out[:check].to(torch.float64).cpu() - ref.cpu()).abs().max())
     channels, h, w = y.shape[1:]
     flops = 2.0 * (n * h * w) * (config.train_size * h * w) * channels * config.patch**2
-    return Row(config, sigma, n, best / n, None if slow is None else slow / n, flops / best / 1e9, rate,
-               stats.rescored_fraction, error)
+    return Row(config, sigma, n, best / n, None if slow is None else slow / n, None if serial is None else serial / n,
+               flops / best / 1e9, rate, stats.rescored_fraction, error)
 
 
 @dataclass(frozen=True)
@@ -265,12 +280,13 @@ def format_diagnostics(rows: list[DiagnosticsRow]) -> str:
 def format_table(rows: list[Row]) -> str:
     """A Markdown table of the rows."""
     head = ("| configuration | σ | images | s/image | s/image, float64 path | speed-up vs float64 path | "
-            "GFLOP/s | of fp32 matmul | rescored in float64 | max abs err vs float64 |")
-    lines = [head, "|" + "---|" * 10]
+            "speed-up vs tiles in turn | GFLOP/s | of fp32 matmul | rescored in float64 | max abs err vs float64 |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         slow = "—" if r.float64_seconds_per_image is None else f"{r.float64_seconds_per_image:.4f}"
         ratio = "—" if r.speedup_vs_float64 is None else f"{r.speedup_vs_float64:.2f}×"
-        lines.append(f"| {r.config.label} | {r.sigma:g} | {r.images} | {r.seconds_per_image:.4f} | {slow} | {ratio} | "
+        tiles = "—" if r.speedup_vs_serial_tiles is None else f"{r.speedup_vs_serial_tiles:.2f}×"
+        lines.append(f"| {r.config.label} | {r.sigma:g} | {r.images} | {r.seconds_per_image:.4f} | {slow} | {ratio} | {tiles} | "
                      f"{r.gflops:.1f} | {100 * r.fraction:.1f} % (of {r.matmul_gflops:.0f}) | "
                      f"{100 * r.rescored_fraction:.1f} % | {r.max_error:.1e} |")
     return "\n".join(lines)
@@ -307,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
     for sigma in sigmas:
         for config in configs:
             row = run_config(arrays, config, sigma=sigma, images=args.images, check_images=args.check_images,
-                             repeats=args.repeats, device=device, float64_path=not args.no_float64_path)
+                             repeats=args.repeats, device=device, float64_path=not args.no_float64_path,
+                             tile_comparison=not args.no_tile_comparison)
             log.info("%s σ=%g: %.4f s/image, %.1f GFLOP/s = %.1f %% of fp32 matmul, %.1f %% rescored, err %.1e",
                      config.label, sigma, row.seconds_per_image, row.gflops, 100 * row.fraction,
                      100 * row.rescored_fraction, row.max_error)
@@ -321,7 +338,9 @@ def run(args: argparse.Namespace) -> int:
                                "preinverse": r.config.preinverse, "sigma": r.sigma, "images": r.images,
                                "seconds_per_image": r.seconds_per_image,
                                "float64_path_seconds_per_image": r.float64_seconds_per_image,
-                               "speedup_vs_float64_path": r.speedup_vs_float64, "gflops": r.gflops,
+                               "speedup_vs_float64_path": r.speedup_vs_float64,
+                               "serial_tiles_seconds_per_image": r.serial_tiles_seconds_per_image,
+                               "speedup_vs_serial_tiles": r.speedup_vs_serial_tiles, "gflops": r.gflops,
                                "matmul_gflops": r.matmul_gflops, "fraction_of_matmul": r.fraction,
                                "rescored_fraction": r.rescored_fraction, "max_abs_error_vs_float64": r.max_error}
                               for r in rows])
@@ -391,6 +410,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "16 to 32 --images are typical.")
     p.add_argument("--no-float64-path", action="store_true",
                    help="do not time lemmse's float64 path (halves the run; no speed-up column).")
+    p.add_argument("--no-tile-comparison", action="store_true",
+                   help="do not time the tiles run in turn, PyTorch's threads inside each operation (the "
+                        "'speed-up vs tiles in turn' column; timed only on CPU with more than one thread).")
     p.add_argument("--csv", type=Path, default=None, metavar="OUT.csv",
                    help="also write the table as CSV (one row per configuration).")
     p.add_argument("--rates-out", type=Path, default=None, metavar="FILE",

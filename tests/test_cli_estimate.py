@@ -267,8 +267,12 @@ def test_bench_quick_writes_csv(bench_data_dir, tmp_path, capsys, monkeypatch):
 
     monkeypatch.setattr(bench, "matmul_rate", functools.partial(bench.matmul_rate, size=256))
     csv = tmp_path / "b.csv"
-    status = main(["bench", "--quick", "--images", "2", "--check-images", "1", "--repeats", "1", "-q",
-                   "--data", str(bench_data_dir), "--csv", str(csv)])
+    threads = torch.get_num_threads()
+    try:  # two threads: the tiles run concurrently and in turn, both timed
+        status = main(["bench", "--quick", "--images", "2", "--check-images", "1", "--repeats", "1", "-q",
+                       "--threads", "2", "--data", str(bench_data_dir), "--csv", str(csv)])
+    finally:
+        torch.set_num_threads(threads)
     assert status == 0
     frame = pd.read_csv(csv)
     assert len(frame) == 4
@@ -278,7 +282,7 @@ def test_bench_quick_writes_csv(bench_data_dir, tmp_path, capsys, monkeypatch):
     assert (frame["dataset"] == "digits").all() and (frame["train_size"] == 1500).all()
     assert (frame["patch"] == 5).all() and (frame["images"] == 2).all()
     for column in ("seconds_per_image", "float64_path_seconds_per_image", "speedup_vs_float64_path", "gflops",
-                   "matmul_gflops", "rescored_fraction"):
+                   "matmul_gflops", "rescored_fraction", "serial_tiles_seconds_per_image", "speedup_vs_serial_tiles"):
         assert (frame[column] > 0).all(), column
     assert (frame["rescored_fraction"] <= 1).all()
     assert not any("author" in column for column in frame.columns)
