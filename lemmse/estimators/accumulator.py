@@ -48,6 +48,7 @@ from typing import Callable
 
 import torch
 
+from lemmse.estimators import tile_threads
 from lemmse.estimators.mass import MassHistogram
 
 ValueFn = Callable[[torch.Tensor], torch.Tensor]
@@ -156,9 +157,10 @@ class StreamingSoftmax:
     def _weights_buffer(self, shape: torch.Size) -> torch.Tensor:
         """A reusable ``shape`` tensor in ``dtype`` (no allocation or page faults per tile)."""
         size = shape[0] * shape[1]
-        workspace = getattr(self._scratch, "weights", None)
+        held = tile_threads.scratch(self._scratch)
+        workspace = held.get("weights")
         if workspace is None or workspace.numel() < size:
-            workspace = self._scratch.weights = torch.empty(size, dtype=self.dtype, device=self._device)
+            workspace = held["weights"] = torch.empty(size, dtype=self.dtype, device=self._device)
         return workspace[:size].view(shape)
 
     def _original(self, state: torch.Tensor) -> torch.Tensor:

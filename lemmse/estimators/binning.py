@@ -115,7 +115,7 @@ def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, floor: torch.T
     if floor.shape != (v.shape[0],):
         raise ValueError(f"need one floor per row ({v.shape[0]}), got shape {tuple(floor.shape)}")
     above = kernel(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(),
-                      floor.to(torch.int64).contiguous().numpy(), base, low, mask, one, underflow)
+                   floor.to(torch.int64).contiguous().numpy(), base, low, mask, one, underflow)
     if above:
         raise ValueError(f"{above} key(s) binned above their histogram row: weights above the anchor "
                          "(the rows' histograms are no longer valid)")
@@ -126,7 +126,8 @@ def shift_rows(sums: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor) -> N
     its top; the rows must be distinct."""
     if rows.numel() and not (0 <= int(rows.min()) and int(rows.max()) < sums.shape[0] and int(steps.min()) >= 0):
         raise ValueError(f"rows must lie in [0, {sums.shape[0]}) and steps be >= 0")
-    (_shift_rows_serial if _serial() else _shift_rows)(sums.numpy(), rows.to(torch.int64).contiguous().numpy(), steps.to(torch.int64).contiguous().numpy())
+    kernel = _shift_rows_serial if _serial() else _shift_rows
+    kernel(sums.numpy(), rows.to(torch.int64).contiguous().numpy(), steps.to(torch.int64).contiguous().numpy())
 
 
 def available(device: torch.device) -> bool:

@@ -69,7 +69,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lemmse.estimators import binning
+from lemmse.estimators import binning, tile_threads
 
 #: The former two-pass counter split its window ``W`` into this many bins: a bin is never wider
 #: than ``W / REFERENCE_BINS`` here either (:func:`hi_bits`).
@@ -241,10 +241,7 @@ class MassHistogram:
     @property
     def _buffers(self) -> dict[str, torch.Tensor]:
         """The calling thread's reusable scratch tensors."""
-        held = getattr(self._scratch, "buffers", None)
-        if held is None:
-            held = self._scratch.buffers = {}
-        return held
+        return tile_threads.scratch(self._scratch)
 
     def _width(self) -> int:
         return self.n_bins + UNDERFLOW

@@ -310,9 +310,10 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
     scratch = threading.local()  # each thread's tile workspaces
 
     def tile(sl: slice) -> None:
-        buffers = getattr(scratch, "buffers", None)
+        held = tile_threads.scratch(scratch)
+        buffers = held.get("tile")
         if buffers is None:
-            buffers = scratch.buffers = _Buffers(queries.sorted_augmented.device)
+            buffers = held["tile"] = _Buffers(queries.sorted_augmented.device)
         rows = sl.stop - sl.start
         streak = queries._dense_streak.get(sl.start, 0)
         dense = not usable or bool(streak and streak % RESCREEN_EVERY)

@@ -31,6 +31,14 @@ _pool_size = 0
 _lock = threading.Lock()
 
 
+def scratch(local: threading.local) -> dict:
+    """The calling thread's dictionary of reusable scratch tensors held in ``local``."""
+    held = getattr(local, "held", None)
+    if held is None:
+        held = local.held = {}
+    return held
+
+
 def in_worker() -> bool:
     """Whether the calling thread runs tiles for :func:`run_tiles` (its kernels must stay serial)."""
     return getattr(_local, "worker", False)
