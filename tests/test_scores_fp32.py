@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -31,9 +33,11 @@ SIGMAS = (0.001, 0.01, 0.1, 1.0)
 
 @pytest.fixture
 def screen_always(monkeypatch):
-    """Screen every key block, however small, and never fall back to dense tiles."""
+    """Screen every key block, however small, and never fall back to dense tiles; a block's screen is
+    cut into products of 1000 keys (the default 4096 runs in ``test_real_scale_fast_equals_float64_path``)."""
     monkeypatch.setattr(stream, "MIN_SCREEN_KEYS", 0)
     monkeypatch.setattr(stream, "DENSE_UNION", 1.01)
+    monkeypatch.setattr(stream, "SCREEN_KEYS", 1000)
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +138,7 @@ def attention_problems(draw):
     sigmas = sigma * torch.exp(spread * torch.randn(n_queries, generator=gen, dtype=torch.float64))
     known = draw(st.booleans())  # the window from the number of keys, or the widest one
     return (queries, keys, sigmas, draw(st.sampled_from([3, 16, 64])), draw(st.sampled_from([7, 50, 1000])),
-            n_keys if known else None)
+            n_keys if known else None, draw(st.sampled_from([4096, 13, 100])))
 
 
 def test_window_holds_the_dropped_weight_below_the_tolerance():
@@ -149,10 +153,10 @@ def test_window_holds_the_dropped_weight_below_the_tolerance():
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(attention_problems())
 def test_screen_keeps_every_key_that_matters(screen_always, problem):
-    q, k, sigma, query_block, key_block, n_keys = problem
+    q, k, sigma, query_block, key_block, n_keys, screen_keys = problem
     queries = Queries(q, 1.0 / sigma**2, n_keys)
     recorder = Recorder(q.shape[0], k.shape[0], queries.order)
-    with score_stats() as stats:
+    with score_stats() as stats, mock.patch.object(stream, "SCREEN_KEYS", screen_keys):
         for start in range(0, k.shape[0], key_block):
             block = k[start : start + key_block]
             values = with_ones(torch.zeros(block.shape[0], 1), torch.float64)

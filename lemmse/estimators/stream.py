@@ -83,6 +83,11 @@ RESCREEN_EVERY = 8
 SORT_LEAF = 64
 #: Key blocks smaller than this are scored densely (the screen's overhead would not pay).
 MIN_SCREEN_KEYS = 2048
+#: The fp32 screen of a tile is one product per this many keys of the block: its inner length is only
+#: ``F + 2``, so it is bound by writing and re-reading its scores, which stay in cache at 128-256 rows
+#: × 4096 (2-4 MB); 128 × 16 384 in one product ran 2.5× slower per pair on a 2-core AMD EPYC
+#: (``lemmse bench --diagnostics`` uses such long key blocks).
+SCREEN_KEYS = 4096
 #: Norm products beyond this risk fp32 overflow: such tiles are scored in float64 directly.
 FP32_SAFE = 2.0**100
 
@@ -302,6 +307,7 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
     k_aug = keys.augmented()
     n_k, n = k_aug.shape[0], queries.dim + 2
     y32, k1, k2 = key_screen(keys.features, queries.centre)
+    screens = screen_chunks(y32)
     c = screen_constant(n)
     base = queries.centred_norm * k1 + k2 + queries.norm_terms  # θ-free part of the magnitude
     usable = c < 1.0 and n_k >= MIN_SCREEN_KEYS and bool((base < FP32_SAFE).all())
@@ -317,14 +323,12 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
         rows = sl.stop - sl.start
         streak = queries._dense_streak.get(sl.start, 0)
         dense = not usable or bool(streak and streak % RESCREEN_EVERY)
-        scores = buffers.get(rows, n_k, torch.float32)
         if not (dense or ready):
             if not bool(torch.isfinite(queries.max_logit[sl]).all()):
-                _probe(queries, sl, y32, base[sl], c, n, scores)
+                _probe(queries, sl, screens, base[sl], c, n, buffers)
             dense = not _thresholds(queries, sl, base[sl], c, n)
         if not dense:
-            torch.mm(queries.screen_rows[sl], y32, out=scores)
-            columns = (scores.amax(dim=0) >= 0).nonzero().flatten()
+            columns = _screened_in(queries.screen_rows[sl], screens, buffers)
             dense = columns.numel() > DENSE_UNION * n_k
         if dense:
             _dense_tile(queries, sl, k_aug, keys, consumer, buffers)
@@ -362,12 +366,36 @@ def key_screen(features: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tens
     return side.to(torch.float32).T.contiguous(), top**0.5, 0.5 * top
 
 
-def _probe(queries: Queries, sl: slice, y32: torch.Tensor, base: torch.Tensor, c: float, n: int,
-           scores: torch.Tensor) -> None:
+def screen_chunks(y32: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
+    """``(first key, columns)`` of the screen columns ``y32`` ``(F + 2, K)`` cut into contiguous runs of at
+    most :data:`SCREEN_KEYS` keys (one per product: :data:`SCREEN_KEYS`)."""
+    if y32.shape[1] <= SCREEN_KEYS:
+        return [(0, y32)]
+    return [(start, y32[:, start : start + SCREEN_KEYS].contiguous()) for start in range(0, y32.shape[1], SCREEN_KEYS)]
+
+
+def _screened_in(rows32: torch.Tensor, screens: list[tuple[int, torch.Tensor]], buffers: _Buffers) -> torch.Tensor:
+    """Keys of the block screened in for the tile whose fp32 screen rows are ``rows32`` (ascending int64):
+    those with a column maximum ``max_q s̃_{qk} ≥ 0``."""
+    kept = []
+    for start, y in screens:
+        scores = buffers.get(rows32.shape[0], y.shape[1], torch.float32)
+        torch.mm(rows32, y, out=scores)
+        kept.append((scores.amax(dim=0) >= 0).nonzero().flatten().add_(start))
+    return kept[0] if len(kept) == 1 else torch.cat(kept)
+
+
+def _probe(queries: Queries, sl: slice, screens: list[tuple[int, torch.Tensor]], base: torch.Tensor, c: float,
+           n: int, buffers: _Buffers) -> None:
     """First lower bounds ``M`` of the rows ``sl``: with τ = 0, their fp32 row maxima minus the bound."""
     queries.screen_rows[sl, -1] = 0.0
-    torch.mm(queries.screen_rows[sl], y32, out=scores)
-    probe = scores.amax(dim=1).to(torch.float64)
+    probe = None
+    for _, y in screens:
+        scores = buffers.get(sl.stop - sl.start, y.shape[1], torch.float32)
+        torch.mm(queries.screen_rows[sl], y, out=scores)
+        best = scores.amax(dim=1)
+        probe = best if probe is None else torch.maximum(probe, best)
+    probe = probe.to(torch.float64)
     probe = (probe - screen_error(c, n, base) + queries.rho[sl]) * queries.inv_var[sl]
     queries.max_logit[sl] = torch.maximum(queries.max_logit[sl], probe)
 
