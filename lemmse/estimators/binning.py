@@ -6,7 +6,8 @@ to the row's int64 sum in that column. Keys below the window (``c < U``, the und
 which nothing reads) are spread by PyTorch over ``U`` columns and skipped here, as are keys below
 the cut (bits below the row's ``floor``: weights below ``e^{-W}`` of the running normaliser). In PyTorch that is
 six passes over the tile (subtract, shift, maximum, mask, add, scatter), each writing a tile-sized
-temporary; here it is one loop that reads each key once and adds into its row. The window's
+temporary; here it is one loop that reads each key once and adds into its row (a row that takes
+many keys is read once in order first, :data:`PREFETCH_KEYS`). The window's
 columns are bit-identical to the PyTorch path's (``tests/test_estimator_mass.py`` runs both).
 
 When a row's anchor moves up by ``o`` octaves, its columns move ``s = o·2^HI`` down (column ``c``
@@ -36,9 +37,26 @@ else:
 
 #: Use the fused kernel for packed float32 histograms on CPU (the PyTorch path otherwise).
 ENABLED = numba is not None
+#: int64 values per 64-byte cache line.
+LINE = 8
+#: From this many keys per row, as a fraction of the row's columns, a row is first read once in order
+#: (one value per cache line) before its keys are added: the rows (~28 kB each) were last touched a key
+#: block ago and are out of cache, and an in-order read lets the hardware prefetcher stream them where
+#: the keys' scattered additions would each wait on memory (denoising, σ = 0.2, 16 images: binning 0.69 → 0.45 s,
+#: every diagnostic 2.00 → 1.69× the estimate alone).
+#: With fewer keys, their own accesses cost less than the read (the PyTorch path's ``SPARSE_KEYS``).
+PREFETCH_KEYS = 0.25
 
 
 if numba is not None:
+    @numba.njit(cache=True, nogil=True)
+    def _read_row(row):  # pragma: no cover - compiled
+        """One value per cache line of ``row``, summed (returned, so that the reads are kept)."""
+        total = 0
+        for c in range(0, row.shape[0], LINE):
+            total += row[c] & 1
+        return total
+
     @numba.njit(cache=True, nogil=True)
     def _bin_row(row, bits, cut, base, low, mask, one, first_column):  # pragma: no cover - compiled
         n = row.shape[0]
@@ -57,18 +75,24 @@ if numba is not None:
         return above
 
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def _bin_rows(sums, first_row, bits, floor, base, low, mask, one, first_column):  # pragma: no cover - compiled
+    def _bin_rows(sums, first_row, bits, floor, base, low, mask, one, first_column, prefetch):  # pragma: no cover
         above = 0
+        read = 0
         for i in numba.prange(bits.shape[0]):
+            if prefetch:
+                read += _read_row(sums[first_row + i])
             above += _bin_row(sums[first_row + i], bits[i], floor[i], base, low, mask, one, first_column)
-        return above
+        return above, read
 
     @numba.njit(cache=True, nogil=True)
-    def _bin_rows_serial(sums, first_row, bits, floor, base, low, mask, one, first_column):  # pragma: no cover
+    def _bin_rows_serial(sums, first_row, bits, floor, base, low, mask, one, first_column, prefetch):  # pragma: no cover
         above = 0
+        read = 0
         for i in range(bits.shape[0]):
+            if prefetch:
+                read += _read_row(sums[first_row + i])
             above += _bin_row(sums[first_row + i], bits[i], floor[i], base, low, mask, one, first_column)
-        return above
+        return above, read
 
     @numba.njit(cache=True, nogil=True)
     def _shift_row(row, s):  # pragma: no cover - compiled
@@ -114,8 +138,9 @@ def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, floor: torch.T
         floor = torch.zeros(v.shape[0], dtype=torch.int64)
     if floor.shape != (v.shape[0],):
         raise ValueError(f"need one floor per row ({v.shape[0]}), got shape {tuple(floor.shape)}")
-    above = kernel(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(),
-                   floor.to(torch.int64).contiguous().numpy(), base, low, mask, one, underflow)
+    prefetch = v.shape[1] >= PREFETCH_KEYS * sums.shape[1]
+    above, _ = kernel(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(),
+                      floor.to(torch.int64).contiguous().numpy(), base, low, mask, one, underflow, prefetch)
     if above:
         raise ValueError(f"{above} key(s) binned above their histogram row: weights above the anchor "
                          "(the rows' histograms are no longer valid)")
