@@ -191,7 +191,7 @@ def test_fused_binning_kernel_is_bit_identical_to_the_pytorch_path(seed, keys, s
     rng = np.random.default_rng(seed)
     n_queries, rows = 24, slice(8, 20)
     tiles_ = [torch.from_numpy(rng.standard_normal((12, keys)) * scale + t * scale).float() for t in range(tiles)]
-    sums = []
+    sums, anchors = [], []
     for enabled in (True, False):
         hist = MassHistogram(n_queries, keys * tiles, dtype=torch.float32)
         running = torch.full((12,), -math.inf, dtype=torch.float64)
@@ -201,7 +201,8 @@ def test_fused_binning_kernel_is_bit_identical_to_the_pytorch_path(seed, keys, s
                 weights = torch.exp(logits.double() - running[:, None]).float()
                 hist.update(rows, weights, running)
         sums.append(hist.sums[:, mass_module.UNDERFLOW:].clone())  # the underflow columns are never read
-    assert torch.equal(sums[0], sums[1])
+        anchors.append(hist.anchor.clone())
+    assert torch.equal(sums[0], sums[1]) and torch.equal(anchors[0], anchors[1])
     assert int(sums[0][rows].count_nonzero()) > 0 and int(sums[0][:8].count_nonzero()) == 0
 
 
@@ -250,8 +251,12 @@ def test_fused_binning_refuses_keys_above_the_row_and_rows_outside_the_histogram
         binning.bin_rows(sums, 0, v, base=0, low=16, mask=(1 << 23) - 1, one=1 << 30, underflow=64)
     with pytest.raises(ValueError, match="outside the 4 histogram rows"):
         binning.bin_rows(sums, 3, v, base=0, low=16, mask=(1 << 23) - 1, one=1 << 30, underflow=64)
-    with pytest.raises(ValueError, match="rows must lie"):
-        binning.shift_rows(sums, torch.tensor([4]), torch.tensor([1]))
+    anchor = torch.zeros(4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="outside the 4 histogram rows"):
+        binning.raise_rows(sums, anchor, 3, torch.zeros(2, dtype=torch.float64), hi_bits=7, n_bins=64, headroom=1.0)
+    with pytest.raises(ValueError, match="float64 anchors"):
+        binning.raise_rows(sums, anchor.float(), 0, torch.zeros(2, dtype=torch.float64), hi_bits=7, n_bins=64,
+                           headroom=1.0)
 
 
 def test_fused_binning_leaves_pytorchs_thread_count_alone():
@@ -264,7 +269,8 @@ def test_fused_binning_leaves_pytorchs_thread_count_alone():
         sums = torch.zeros(64, 128, dtype=torch.int64)
         binning.bin_rows(sums, 0, torch.full((64, 50), 2.0**-40), base=(127 - 60) << 23, low=23, mask=(1 << 23) - 1,
                          one=1 << 30, underflow=64)
-        binning.shift_rows(sums, torch.arange(64), torch.full((64,), 3))
+        binning.raise_rows(sums, torch.zeros(64, dtype=torch.float64), 0, torch.full((64,), 3.0, dtype=torch.float64),
+                           hi_bits=7, n_bins=64, headroom=1.0)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -3,6 +3,8 @@ errors raised in the caller, PyTorch's thread count restored, and serial numba k
 the same histogram rows as the parallel ones."""
 from __future__ import annotations
 
+import math
+
 import threading
 
 import pytest
@@ -109,15 +111,18 @@ def test_serial_binning_kernels_fill_the_rows_of_the_parallel_ones(torch_threads
     gen = torch.Generator().manual_seed(7)
     v = torch.exp(-30 * torch.rand(48, 700, generator=gen))
     floor = torch.full((48,), (127 - 2) << 23, dtype=torch.int64)  # keys below 1/4 are cut
-    rows, steps = torch.tensor([1, 5, 9, 30, 47]), torch.tensor([0, 1, 64, 300, 4096])
+    # anchors 10 octaves up: rows stay, move 0, 1, 2 octaves (128 columns each) or are cleared (≥ 4)
+    shift = torch.tensor([0.0, 9.0, 10.0, 10.5, 11.0, 13.0, 20.0] * 7)[:48].to(torch.float64) * math.log(2)
     out = []
     for threads in (1, 2):
         torch_threads(threads)
         assert binning._serial() == (threads == 1)
         sums = torch.zeros(50, 512, dtype=torch.int64)
+        anchor = torch.full((50,), 10.0, dtype=torch.float64)
         binning.bin_rows(sums, 2, v, floor, base=(127 - 3) << 23, low=16, mask=(1 << 23) - 1, one=1 << 33,
                          underflow=64)
-        binning.shift_rows(sums, rows, steps)
-        out.append(sums)
-    assert int(out[0].count_nonzero()) > 500
-    assert torch.equal(out[0], out[1])
+        binning.raise_rows(sums, anchor, 2, shift, hi_bits=7, n_bins=448, headroom=1.0)
+        out.append((sums, anchor))
+    assert int(out[0][0].count_nonzero()) > 500
+    assert torch.equal(out[0][0], out[1][0]) and torch.equal(out[0][1], out[1][1])
+    assert out[0][1][2:].unique().numel() > 3  # several anchors moved, by different amounts

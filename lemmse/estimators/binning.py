@@ -10,9 +10,11 @@ temporary; here it is one loop that reads each key once and adds into its row (a
 many keys is read once in order first, :data:`PREFETCH_KEYS`). The window's
 columns are bit-identical to the PyTorch path's (``tests/test_estimator_mass.py`` runs both).
 
-When a row's anchor moves up by ``o`` octaves, its columns move ``s = o·2^HI`` down (column ``c``
-takes column ``c + s``, the top ``s`` become empty): :func:`shift_rows` does that in place, one
-pass per row, where PyTorch gathered each row through a tile of indices and wrote it back.
+When a row's running maximum passes its anchor, the anchor moves up by ``o`` whole octaves and the
+row's columns move ``s = o·2^HI`` down (column ``c`` takes column ``c + s``, the top ``s`` become
+empty; a row shifted past its width is cleared): :func:`raise_rows` does that for a tile's rows in
+one call, in place, where PyTorch took a dozen small operations per tile and gathered each moved
+row through a tile of indices.
 
 Rows are split between threads (``prange``): a tile's rows are distinct queries, so no two
 threads add into the same row. The thread count follows PyTorch's (the job's ``threads``). Inside
@@ -20,6 +22,8 @@ a tile worker (:mod:`lemmse.estimators.tile_threads`), and on one thread, the sa
 runs from a serial loop: numba's workqueue layer must not be entered by two threads at once.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -39,6 +43,8 @@ else:
 ENABLED = numba is not None
 #: int64 values per 64-byte cache line.
 LINE = 8
+#: The anchors are in octaves: ``A = anchor·log 2``.
+LN2 = math.log(2)
 #: From this many keys per row, as a fraction of the row's columns, a row is first read once in order
 #: (one value per cache line) before its keys are added: the rows (~28 kB each) were last touched a key
 #: block ago and are out of cache, and an in-order read lets the hardware prefetcher stream them where
@@ -102,15 +108,31 @@ if numba is not None:
         for c in range(max(n - s, 0), n):
             row[c] = 0
 
+    @numba.njit(cache=True, nogil=True)
+    def _raise_row(row, anchor, shift, hi_bits, n_bins, headroom):  # pragma: no cover - compiled
+        """The row's anchor after its maximum rose to ``shift`` (the row moved down or cleared)."""
+        if not shift > anchor * LN2:
+            return anchor
+        new = np.ceil((shift + headroom) / LN2)
+        octaves = new - anchor  # inf for a row's first keys: its histogram is still empty
+        if octaves * (1 << hi_bits) >= n_bins:
+            if np.isfinite(anchor):
+                row[:] = 0
+        else:
+            _shift_row(row, np.int64(octaves) << hi_bits)
+        return new
+
     @numba.njit(parallel=True, cache=True, nogil=True)
-    def _shift_rows(sums, rows, steps):  # pragma: no cover - compiled
-        for i in numba.prange(rows.shape[0]):
-            _shift_row(sums[rows[i]], steps[i])
+    def _raise_rows(sums, anchor, first_row, shift, hi_bits, n_bins, headroom):  # pragma: no cover - compiled
+        for i in numba.prange(shift.shape[0]):
+            r = first_row + i
+            anchor[r] = _raise_row(sums[r], anchor[r], shift[i], hi_bits, n_bins, headroom)
 
     @numba.njit(cache=True, nogil=True)
-    def _shift_rows_serial(sums, rows, steps):  # pragma: no cover - compiled
-        for i in range(rows.shape[0]):
-            _shift_row(sums[rows[i]], steps[i])
+    def _raise_rows_serial(sums, anchor, first_row, shift, hi_bits, n_bins, headroom):  # pragma: no cover
+        for i in range(shift.shape[0]):
+            r = first_row + i
+            anchor[r] = _raise_row(sums[r], anchor[r], shift[i], hi_bits, n_bins, headroom)
 
 
 def _serial() -> bool:
@@ -146,13 +168,20 @@ def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, floor: torch.T
                          "(the rows' histograms are no longer valid)")
 
 
-def shift_rows(sums: torch.Tensor, rows: torch.Tensor, steps: torch.Tensor) -> None:
-    """Move row ``rows[i]`` of ``sums`` (int64) ``steps[i] ≥ 0`` columns down in place, zero-filling
-    its top; the rows must be distinct."""
-    if rows.numel() and not (0 <= int(rows.min()) and int(rows.max()) < sums.shape[0] and int(steps.min()) >= 0):
-        raise ValueError(f"rows must lie in [0, {sums.shape[0]}) and steps be >= 0")
-    kernel = _shift_rows_serial if _serial() else _shift_rows
-    kernel(sums.numpy(), rows.to(torch.int64).contiguous().numpy(), steps.to(torch.int64).contiguous().numpy())
+def raise_rows(sums: torch.Tensor, anchor: torch.Tensor, first_row: int, shift: torch.Tensor, *, hi_bits: int,
+               n_bins: int, headroom: float) -> None:
+    """Rows ``first_row … first_row + q`` of ``sums`` (int64) and ``anchor`` (float64, octaves) after their
+    running maxima ``shift`` ``(q,)``: where ``shift > anchor·log 2`` the anchor becomes
+    ``⌈(shift + headroom)/log 2⌉`` and the row moves ``(new - old)·2^hi_bits`` columns down, zero-filling
+    its top, or is cleared if that reaches ``n_bins`` (a row's first keys: left as it is, still empty).
+    The same as :meth:`lemmse.estimators.mass.MassHistogram._raise_anchor`'s PyTorch path, in one pass."""
+    if sums.dtype != torch.int64 or not sums.is_contiguous() or anchor.dtype != torch.float64 or not anchor.is_contiguous():
+        raise ValueError(f"need contiguous int64 sums and float64 anchors, got {sums.dtype} and {anchor.dtype}")
+    if not 0 <= first_row <= min(sums.shape[0], anchor.shape[0]) - shift.shape[0]:
+        raise ValueError(f"rows {first_row}…{first_row + shift.shape[0] - 1} outside the {sums.shape[0]} histogram rows")
+    kernel = _raise_rows_serial if _serial() else _raise_rows
+    kernel(sums.numpy(), anchor.numpy(), first_row, shift.to(torch.float64).contiguous().numpy(), hi_bits, n_bins,
+           float(headroom))
 
 
 def available(device: torch.device) -> bool:

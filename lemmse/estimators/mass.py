@@ -281,6 +281,10 @@ class MassHistogram:
 
     def _raise_anchor(self, rows: slice, shift: torch.Tensor) -> None:
         """Move the anchor of every row whose maximum passed it (whole octaves; rows shift down)."""
+        if self.packed and binning.available(shift.device):  # one call, in place (lemmse.estimators.binning)
+            binning.raise_rows(self.sums, self.anchor, rows.start, shift, hi_bits=self.hi_bits, n_bins=self.n_bins,
+                               headroom=HEADROOM)
+            return
         anchor = self.anchor[rows]
         moved = (shift > anchor * math.log(2)).nonzero().squeeze(1)
         if moved.numel() == 0:
@@ -294,18 +298,15 @@ class MassHistogram:
             rn, steps = r[near], octaves[near]
             # v halves per octave: a key moves 2^HI bins down; column c takes column c + s
             moves = steps.to(torch.long) << self.hi_bits
-            if self.packed and binning.available(rn.device):  # in place, one pass per row
-                binning.shift_rows(self.sums, rn, moves)
+            cols = self._width()
+            source = torch.arange(cols, device=rn.device)[None, :] + moves[:, None]
+            valid = source < cols
+            source.clamp_(max=cols - 1)
+            if self.packed:
+                self.sums[rn] = self.sums[rn].gather(1, source) * valid
             else:
-                cols = self._width()
-                source = torch.arange(cols, device=rn.device)[None, :] + moves[:, None]
-                valid = source < cols
-                source.clamp_(max=cols - 1)
-                if self.packed:
-                    self.sums[rn] = self.sums[rn].gather(1, source) * valid
-                else:
-                    self.count[rn] = self.count[rn].gather(1, source) * valid
-                    self.mass[rn] = self.mass[rn].gather(1, source) * valid * torch.exp2(-steps)[:, None]
+                self.count[rn] = self.count[rn].gather(1, source) * valid
+                self.mass[rn] = self.mass[rn].gather(1, source) * valid * torch.exp2(-steps)[:, None]
         far &= torch.isfinite(anchor[moved])  # a row's first keys: its histogram is still empty
         if bool(far.any()):
             for table in (self.sums,) if self.packed else (self.count, self.mass):
