@@ -367,16 +367,16 @@ def key_screen(features: torch.Tensor, centre: torch.Tensor) -> tuple[torch.Tens
 
 
 def screen_chunks(y32: torch.Tensor) -> list[tuple[int, torch.Tensor]]:
-    """``(first key, columns)`` of the screen columns ``y32`` ``(F + 2, K)`` cut into contiguous runs of at
-    most :data:`SCREEN_KEYS` keys (one per product: :data:`SCREEN_KEYS`)."""
+    """The screen columns ``y32`` ``(F + 2, K)`` cut into contiguous pieces of at most :data:`SCREEN_KEYS`
+    keys, one fp32 product each: ``(index of its first key, its columns)``."""
     if y32.shape[1] <= SCREEN_KEYS:
         return [(0, y32)]
     return [(start, y32[:, start : start + SCREEN_KEYS].contiguous()) for start in range(0, y32.shape[1], SCREEN_KEYS)]
 
 
 def _screened_in(rows32: torch.Tensor, screens: list[tuple[int, torch.Tensor]], buffers: _Buffers) -> torch.Tensor:
-    """Keys of the block screened in for the tile whose fp32 screen rows are ``rows32`` (ascending int64):
-    those with a column maximum ``max_q s̃_{qk} ≥ 0``."""
+    """Indices (ascending, int64) of the block's keys screened in for the tile whose fp32 screen rows are
+    ``rows32``: those whose column maximum ``max_q s̃_{qk}`` is ``≥ 0``, one product per piece of keys."""
     kept = []
     for start, y in screens:
         scores = buffers.get(rows32.shape[0], y.shape[1], torch.float32)
