@@ -7,7 +7,7 @@ which nothing reads) are spread by PyTorch over ``U`` columns and skipped here, 
 the cut (bits below the row's ``floor``: weights below ``e^{-W}`` of the running normaliser). In PyTorch that is
 six passes over the tile (subtract, shift, maximum, mask, add, scatter), each writing a tile-sized
 temporary; here it is one loop that reads each key once and adds into its row (a row that takes
-many keys is read once in order first, :data:`PREFETCH_KEYS`). The window's
+many keys is read once in order first: ``prefetch`` of :func:`bin_rows`). The window's
 columns are bit-identical to the PyTorch path's (``tests/test_estimator_mass.py`` runs both).
 
 When a row's running maximum passes its anchor, the anchor moves up by ``o`` whole octaves and the
@@ -45,13 +45,6 @@ ENABLED = numba is not None
 LINE = 8
 #: The anchors are in octaves: ``A = anchor·log 2``.
 LN2 = math.log(2)
-#: From this many keys per row, as a fraction of the row's columns, a row is first read once in order
-#: (one value per cache line) before its keys are added: the rows (~28 kB each) were last touched a key
-#: block ago and are out of cache, and an in-order read lets the hardware prefetcher stream them where
-#: the keys' scattered additions would each wait on memory (denoising, σ = 0.2, 16 images: binning 0.69 → 0.45 s,
-#: every diagnostic 2.00 → 1.69× the estimate alone).
-#: With fewer keys, their own accesses cost less than the read (the PyTorch path's ``SPARSE_KEYS``).
-PREFETCH_KEYS = 0.25
 
 
 if numba is not None:
@@ -146,11 +139,14 @@ def _serial() -> bool:
 
 
 def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, floor: torch.Tensor | None = None, *, base: int,
-             low: int, mask: int, one: int, underflow: int) -> None:
+             low: int, mask: int, one: int, underflow: int, prefetch: bool = False) -> None:
     """Add the keys of ``v`` ``(q, k)`` (float32, C-contiguous) into rows ``first_row … first_row + q``
     of ``sums`` ``(Q, columns)`` (int64), as the module docstring says; keys below the window (column
     ``< underflow``: the underflow columns are never read) or below the cut (bits below ``floor``
-    ``(q,)``, :meth:`~lemmse.estimators.mass.MassHistogram.update`; None: no cut) are skipped."""
+    ``(q,)``, :meth:`~lemmse.estimators.mass.MassHistogram.update`; None: no cut) are skipped. With
+    ``prefetch`` each row is first read once in order (one value per cache line): rows last touched a
+    key block ago are out of cache, and an in-order read streams them in where the keys' scattered
+    additions would each wait on memory (the caller decides, from how many keys a row takes)."""
     if v.dtype != torch.float32 or sums.dtype != torch.int64 or not sums.is_contiguous():
         raise ValueError(f"need float32 weights and contiguous int64 sums, got {v.dtype} and {sums.dtype}")
     if not 0 <= first_row <= sums.shape[0] - v.shape[0]:
@@ -160,7 +156,6 @@ def bin_rows(sums: torch.Tensor, first_row: int, v: torch.Tensor, floor: torch.T
         floor = torch.zeros(v.shape[0], dtype=torch.int64)
     if floor.shape != (v.shape[0],):
         raise ValueError(f"need one floor per row ({v.shape[0]}), got shape {tuple(floor.shape)}")
-    prefetch = v.shape[1] >= PREFETCH_KEYS * sums.shape[1]
     above, _ = kernel(sums.numpy(), first_row, v.contiguous().view(torch.int32).numpy(),
                       floor.to(torch.int64).contiguous().numpy(), base, low, mask, one, underflow, prefetch)
     if above:

@@ -87,8 +87,11 @@ UNDERFLOW = 64
 #: Below this fraction of (query, image) pairs holding a key inside the window, only those pairs
 #: are histogrammed (gathered); above it, every key of the tile.
 LIVE_FRACTION = 0.2
-#: Below this many keys per row, as a fraction of a row's columns, a tile is scattered flat: reading
-#: whole rows into cache first (``PREFETCH``) would cost more than the keys' own random accesses.
+#: Below this many keys per row, as a fraction of a row's columns, reading whole rows into cache
+#: first would cost more than the keys' own random accesses: the PyTorch path scatters such a tile
+#: flat, the numba kernel skips its in-order row read (``prefetch`` of
+#: :func:`lemmse.estimators.binning.bin_rows`; from it on, denoising σ = 0.2, 16 images: binning
+#: 0.69 → 0.45 s, every diagnostic 2.00 → 1.69× the estimate alone).
 SPARSE_KEYS = 0.25
 #: Rows of a tile histogrammed at a time: their histogram rows (~56 kB each) and scratch fit in
 #: a core's L2 cache.
@@ -226,7 +229,8 @@ class MassHistogram:
         if self.packed and binning.available(weights.device):  # one fused pass (lemmse.estimators.binning)
             binning.bin_rows(self.sums, rows.start, weights.mul_(factor[:, None]), floor,
                              base=self.offset << self.low_bits, low=self.low_bits, mask=(1 << self.float.mantissa) - 1,
-                             one=1 << self.count_bits, underflow=UNDERFLOW)
+                             one=1 << self.count_bits, underflow=UNDERFLOW,
+                             prefetch=k >= SPARSE_KEYS * self._width())
             return
         if k < SPARSE_KEYS * self._width():  # few keys per row (a screened tile): one flat scatter
             v = weights.mul_(factor[:, None])
