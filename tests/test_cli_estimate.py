@@ -255,10 +255,14 @@ def test_help_in_subprocess(args):
             assert command in proc.stdout
 
 
-def test_bench_quick_writes_csv(bench_data_dir, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("train_size", [pytest.param(1500, marks=pytest.mark.slow), 200])
+def test_bench_quick_writes_csv(train_size, bench_data_dir, tmp_path, capsys, monkeypatch):
     """A real quick benchmark run: one CSV row per configuration (the four headline paths),
     positive timings and rates, float32 within 1e-4 of float64. Timings are never asserted, so the
-    reference matrix multiply is a real one of 256² instead of 2048² (a third of the test's time)."""
+    reference matrix multiply is a real one of 256² instead of 2048² (a third of the test's time).
+    The slow tier runs the headline problem itself (D = 1500, 22 s); the fast tier the same four
+    paths trained on the first 200 images (every column and code path, a ninth of the keys)."""
+    import dataclasses
     import functools
 
     import pandas as pd
@@ -266,6 +270,11 @@ def test_bench_quick_writes_csv(bench_data_dir, tmp_path, capsys, monkeypatch):
     from lemmse import bench
 
     monkeypatch.setattr(bench, "matmul_rate", functools.partial(bench.matmul_rate, size=256))
+    headline = bench.problem_configs(quick=True)
+    assert {config.train_size for config in headline} == {1500}
+    if train_size != 1500:
+        smaller = [dataclasses.replace(config, train_size=train_size) for config in headline]
+        monkeypatch.setattr(bench, "problem_configs", lambda quick: smaller if quick else pytest.fail("not quick"))
     csv = tmp_path / "b.csv"
     threads = torch.get_num_threads()
     try:  # two threads: the tiles run concurrently and in turn, both timed
@@ -279,7 +288,7 @@ def test_bench_quick_writes_csv(bench_data_dir, tmp_path, capsys, monkeypatch):
     keys = list(zip(frame["task"], frame["preinverse"]))
     assert sorted(keys) == sorted([("denoising", "identity"), ("inpainting", "identity"),
                                    ("inpainting", "pinv"), ("deconvolution", "identity")])
-    assert (frame["dataset"] == "digits").all() and (frame["train_size"] == 1500).all()
+    assert (frame["dataset"] == "digits").all() and (frame["train_size"] == train_size).all()
     assert (frame["patch"] == 5).all() and (frame["images"] == 2).all()
     for column in ("seconds_per_image", "float64_path_seconds_per_image", "speedup_vs_float64_path", "gflops",
                    "matmul_gflops", "rescored_fraction", "serial_tiles_seconds_per_image", "speedup_vs_serial_tiles"):
@@ -290,4 +299,4 @@ def test_bench_quick_writes_csv(bench_data_dir, tmp_path, capsys, monkeypatch):
     assert (frame["max_abs_error_vs_float64"] <= 1e-4).all()
     assert frame.notna().all().all()
     printed = capsys.readouterr().out
-    assert printed.count("digits D=1500 P=5") == 4
+    assert printed.count(f"digits D={train_size} P=5") == 4
