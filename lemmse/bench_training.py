@@ -4,10 +4,10 @@ For every architecture (its preset, plus the options the config gives it) on ``C
 batch ``B``, receptive field ``P``, the run measures, on this machine and in this one process:
 
 * **loop** — milliseconds per step of :func:`lemmse.training.loop.train` itself (samples, the
-  measurement ``B(Ax + σε)``, the scaled network input, MSE, backward, gradient clipping, Adam,
+  measurement ``B(Ax + σε)``, the scaled network input, MSE, backward, gradient clipping, AdamW,
   EMA, logging), from the ``seconds`` it writes to ``stats.jsonl`` (set-up excluded);
 * **bare** — milliseconds per step of a bare PyTorch loop on the same model: forward on a fixed
-  random batch, MSE, backward, ``Adam.step`` — nothing else;
+  random batch, MSE, backward, the same fused ``AdamW.step`` — nothing else;
 * the ratio loop / bare (the training loop's own overhead), the parameters, the FLOPs of one
   step (forward + backward, counted by :class:`torch.utils.flop_counter.FlopCounterMode`), the
   achieved GFLOP/s of the bare step and its fraction of the square float32 matrix-multiply rate
@@ -71,10 +71,13 @@ def step_flops(model, v, sigma) -> float:
 
 
 def bare_step_ms(model, v, sigma, target, steps: int, warmup: int = 5) -> float:
-    """Best-of-three mean milliseconds of a bare forward/MSE/backward/Adam step."""
+    """Best-of-three mean milliseconds of a bare forward/MSE/backward/AdamW step (the training loop's
+    optimizer, :func:`lemmse.training.loop.make_optimizer`, so that the ratio measures the loop alone)."""
     import torch
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    from lemmse.training.loop import make_optimizer
+
+    optimizer = make_optimizer(model, lr=1e-4)
 
     def step():
         optimizer.zero_grad(set_to_none=True)

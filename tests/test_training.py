@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lemmse.errors import LemmseInputError
 from lemmse.estimators import estimate
@@ -13,7 +15,7 @@ from lemmse.models import ARCHITECTURES
 from lemmse.training import (CHECKPOINT, OPTIONS, STATS, TrainConfig, TrainingDivergedError,
                              load_checkpoint, train)
 from lemmse.training import loop as loop_module
-from lemmse.training.sampling import SampleStream
+from lemmse.training.sampling import SampleStream, _seed, _seeds
 
 TINY = {"unet": {"channels": (8, 16), "norm_groups": 2}, "resnet": {"width": 8},
         "patchmlp": {"width": 16, "hidden": 16, "blocks": 1, "emb_dim": 8}}
@@ -101,6 +103,32 @@ def test_checkpoint_is_one_plain_dict_and_options_come_first(tmp_path):
     assert state["config"] == options and state["step"] == 12
 
 
+def test_ema_is_the_copy_then_the_decayed_average_of_the_live_weights(tmp_path, monkeypatch):
+    """The returned network's weights are the EMA recomputed here from the live weights after every step:
+    a copy up to ``ema_start``, then ``e ← d·e + (1-d)·p`` every ``ema_every`` steps; BatchNorm's running
+    statistics are the live ones of the last step."""
+    config = _tiny_config("resnet", steps=11, ema_start=3, ema_every=2, ema_decay=0.75, checkpoint_every=100)
+    live = []
+    original = loop_module._update_ema
+
+    def recording(ema, model, step, cfg):
+        original(ema, model, step, cfg)
+        live.append(([p.detach().clone() for p in model.parameters], [b.clone() for b in model.buffers]))
+
+    monkeypatch.setattr(loop_module, "_update_ema", recording)
+    result = train(tmp_path, config, _images())
+    assert len(live) == 11
+    expected = [p.clone() for p in live[2][0]]  # step 3 = ema_start: a copy
+    for step in range(4, 12):
+        if step % 2 == 0:
+            expected = [0.75 * e + 0.25 * p for e, p in zip(expected, live[step - 1][0])]
+    for got, want in zip(result.model.parameters(), expected):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7)
+    assert any(not torch.equal(got, p) for got, p in zip(result.model.parameters(), live[-1][0]))  # not a copy
+    buffers = list(result.model.buffers())
+    assert buffers and all(torch.equal(b, want) for b, want in zip(buffers, live[-1][1]))
+
+
 def test_sample_stream_does_not_depend_on_batch_size():
     small = SampleStream(7, (1, 4, 4), 3, 0.0, 1.0, seed=3)
     large = SampleStream(7, (1, 4, 4), 6, 0.0, 1.0, seed=3)
@@ -111,6 +139,30 @@ def test_sample_stream_does_not_depend_on_batch_size():
     assert torch.equal(fixed, torch.full((5,), 0.3))
     epoch = SampleStream(7, (1, 4, 4), 7, 0.0, 1.0, seed=3).batch(2)[0]
     assert sorted(epoch.tolist()) == list(range(7))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.one_of(st.integers(0, 5), st.integers(0, 2**32 - 1), st.integers(2**32, 2**70)),
+       tag=st.sampled_from([1, 2]), first=st.one_of(st.integers(0, 10**6), st.integers(2**32 - 40, 2**32 + 40)))
+def test_vectorised_seeds_are_numpys_seed_sequence(seed, tag, first):
+    """Every seed of a batch is bit for bit NumPy's ``SeedSequence([seed, tag, t])``, also where a key
+    needs more than one 32-bit word (seed ≥ 2³², t crossing 2³²: the fallback)."""
+    ts = np.arange(first, first + 33, dtype=np.uint64)
+    assert _seeds((seed, tag), ts).tolist() == [_seed(seed, tag, int(t)) for t in ts]
+
+
+@pytest.mark.parametrize("sampling", ["uniform", "log-uniform"])
+def test_batch_is_the_per_sample_reference(sampling):
+    """``batch(step)`` (seeds in one pass, one re-seeded generator, noise drawn into the batch) returns
+    exactly ``sample(t)`` of each of its samples, across an epoch boundary too (N = 7, batch 5)."""
+    stream = SampleStream(7, (1, 5, 4), 5, 0.01, 1.0, seed=11, sampling=sampling)
+    reference = SampleStream(7, (1, 5, 4), 5, 0.01, 1.0, seed=11, sampling=sampling)
+    for step in (1, 2, 3, 40):
+        indices, sigma, noise = stream.batch(step)
+        samples = [reference.sample(t) for t in range((step - 1) * 5, step * 5)]
+        assert indices.tolist() == [s[0] for s in samples]
+        assert torch.equal(sigma, torch.tensor([s[1] for s in samples], dtype=torch.float32))
+        assert torch.equal(noise, torch.stack([s[2] for s in samples]))
 
 
 def test_log_uniform_sigma_is_the_uniform_draw_mapped_to_a_log_scale():

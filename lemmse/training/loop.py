@@ -166,21 +166,39 @@ def problem_from_config(config: dict[str, Any]):
     return problem, problem.preinverse(config["preinverse"], config.get("lam"))
 
 
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """AdamW over ``model``'s parameters, as one fused kernel per step (CPU and CUDA).
+
+    The for-loop implementation runs about ten small operations per parameter tensor; the UNet's 54
+    tensors then cost 1.4 ms a step on one core against 0.23 ms fused (ResNet 0.36 against 0.08), a
+    few percent of the small presets' steps. Same update rule, another rounding order.
+    """
+    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
+
+
+@dataclass(frozen=True)
+class _Tensors:
+    """A module's parameters and buffers as lists, gathered once (walking the module tree each step
+    costs more than the EMA's own arithmetic on the small presets)."""
+
+    parameters: list[torch.Tensor]
+    buffers: list[torch.Tensor]
+
+    @classmethod
+    def of(cls, module: torch.nn.Module) -> "_Tensors":
+        return cls(list(module.parameters()), list(module.buffers()))
+
+
 @torch.no_grad()
-def _update_ema(ema: torch.nn.Module, model: torch.nn.Module, step: int, config: dict[str, Any]) -> None:
+def _update_ema(ema: _Tensors, model: _Tensors, step: int, config: dict[str, Any]) -> None:
+    """``e ← e + w (p - e) = (1 - w) e + w p`` for every parameter: ``w = 1`` (a copy) up to
+    ``ema_start``, then ``1 - ema_decay`` every ``ema_every`` steps; buffers are copied."""
     if step <= config["ema_start"]:
-        weight = 1.0
+        torch._foreach_copy_(ema.parameters, model.parameters)
     elif step % config["ema_every"] == 0:
-        weight = 1.0 - config["ema_decay"]
-    else:
-        weight = 0.0
-    for e, p in zip(ema.parameters(), model.parameters()):
-        if weight == 1.0:
-            e.copy_(p)
-        elif weight:
-            e.lerp_(p, weight)  # e ← e + (1-d)(p - e) = d·e + (1-d)·p
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
+        torch._foreach_lerp_(ema.parameters, model.parameters, 1.0 - config["ema_decay"])
+    if ema.buffers:
+        torch._foreach_copy_(ema.buffers, model.buffers)
 
 
 def _rng_state() -> dict[str, Any]:
@@ -241,7 +259,7 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
     set_precision(device)
     model = model_from_config(resolved).to(device)
     ema = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=resolved["lr"], weight_decay=resolved.get("weight_decay", 0.0))
+    optimizer = make_optimizer(model, resolved["lr"], resolved.get("weight_decay", 0.0))
     start, window = 0, [0.0, 0]
     if state is None:
         write_options(run_dir / OPTIONS, resolved)
@@ -276,6 +294,7 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
             "torch_version": str(torch.__version__)})
 
     logged_loss = None
+    model_tensors, ema_tensors = _Tensors.of(model), _Tensors.of(ema)
     began = time.monotonic()
     model.train()
     with writing(stats_file, "training log"), stats_file.open("a") as stats, _stop_flag(stop_signals) as stop:
@@ -292,12 +311,12 @@ def train(run_dir: str | Path, config: TrainConfig, images, *, device: str | tor
                 raise TrainingDivergedError(f"non-finite loss {value} at step {step}; "
                                             f"the last good checkpoint in {run_dir} is kept")
             loss.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), resolved["grad_clip"]))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(model_tensors.parameters, resolved["grad_clip"]))
             if not math.isfinite(grad_norm):
                 raise TrainingDivergedError(f"non-finite gradient norm {grad_norm} at step {step}; "
                                             f"the last good checkpoint in {run_dir} is kept")
             optimizer.step()
-            _update_ema(ema, model, step, resolved)
+            _update_ema(ema_tensors, model_tensors, step, resolved)
             window = [window[0] + value, window[1] + 1]
             if step % resolved["log_every"] == 0 or step == steps:
                 logged_loss = window[0] / window[1]
