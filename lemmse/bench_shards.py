@@ -10,9 +10,13 @@ and diagnostics; nothing is written) and reports
 
 on two clocks: elapsed seconds (the benchmark files' ``s``; a job also pays for its interpreter's
 start-up, reading the stores and writing its chunks, and, in a busy workflow, for the other jobs
-beside it) and CPU seconds of all threads (``cpu_time``; insensitive to neighbours). 100 % means a
-shard job costs no more than the bare engine; the target is ≥ 80 %. Run it on a quiet machine with
-``--threads`` equal to the shard rule's threads (2 in the shipped profile).
+beside it) and CPU seconds of all threads (insensitive to neighbours) of the job's shards, as the
+job itself recorded them in its marker (:func:`lemmse.analytic.compute_shard_job`: from the first
+shard's start to the last one's end, so start-up excluded). Not the benchmark files' ``cpu_time``:
+Snakemake samples it every 0.5 s for a job's first 15 s and every 30 s after, so it misses up to
+the last 30 s of CPU (a 45-s shard job recorded 25 of its ~80 CPU-s). 100 % means a shard job costs
+no more than the bare engine; the target is ≥ 80 % in elapsed seconds. Run it on a quiet machine
+with ``--threads`` equal to the shard rule's threads (2 in the shipped profile).
 
 No number from another machine or run enters: both times are this run's results folder and
 this process.
@@ -43,8 +47,8 @@ class ShardRateRow:
     shards: int
     measurements: int
     diagnostics: str  # stores per diagnostics kind: "all" (with the 99 %-mass pass), "no mass" or "none"
-    job_seconds: float
-    job_cpu_seconds: float
+    job_seconds: float  # the job's elapsed seconds (its Snakemake benchmark file)
+    job_cpu_seconds: float  # CPU seconds of its shards, all threads (its marker)
     engine_seconds: float
     engine_cpu_seconds: float
 
@@ -57,13 +61,13 @@ class ShardRateRow:
         return self.engine_cpu_seconds / self.job_cpu_seconds
 
 
-def _read_benchmark(path: Path) -> tuple[float, float]:
+def _read_benchmark(path: Path) -> float:
     import pandas as pd
 
     frame = pd.read_csv(path, sep="\t")
-    if frame.empty or not {"s", "cpu_time"} <= set(frame.columns):
-        raise LemmseInputError(f"{path}: not a Snakemake benchmark file (columns s, cpu_time)")
-    return float(frame["s"].iloc[0]), float(frame["cpu_time"].iloc[0])
+    if frame.empty or "s" not in frame.columns:
+        raise LemmseInputError(f"{path}: not a Snakemake benchmark file (column s)")
+    return float(frame["s"].iloc[0])
 
 
 def _diagnostics_kind(store) -> str:
@@ -82,6 +86,7 @@ def measure(config: str | Path, *, device: str = "cpu", jobs: int | None = None)
     from lemmse.plan.sweep import estimate_options, make_plan
     from lemmse import store as zstore
     from lemmse.analytic import shard_estimates
+    from lemmse.claims.timing import shard_job_records
 
     plan = make_plan(load_config(config))
     lay = paths.Layout(plan.results)
@@ -93,7 +98,11 @@ def measure(config: str | Path, *, device: str = "cpu", jobs: int | None = None)
         stores = list(dict.fromkeys(sh.run for sh in shards))
         if not bench.is_file() or not all(zstore.is_complete(run.store(plan.results)) for run in stores):
             continue
-        job_s, job_cpu = _read_benchmark(bench)
+        job_s = _read_benchmark(bench)
+        records = shard_job_records(lead.marker(plan.results))
+        if not all("cpu_seconds" in r for r in records):
+            raise LemmseInputError(f"{lead.marker(plan.results)}: its shards carry no cpu_seconds; rerun the job")
+        job_cpu = sum(r["cpu_seconds"] for r in records)
         trains = {key: load_split(lay.data(key[0]), "train", count=key[1])
                   for key in dict.fromkeys((run.dataset, run.train_size) for run in stores)}
 
@@ -116,7 +125,7 @@ def measure(config: str | Path, *, device: str = "cpu", jobs: int | None = None)
         name = Path(paths.SHARD.format(**lead.wildcards)).as_posix()
         row = ShardRateRow(name, len(stores), len(shards), n, ", ".join(f"{k} {c}" for k, c in sorted(kinds.items())),
                            job_s, job_cpu, wall, cpu)
-        log.info("%s (%d shards): job %.2f s (%.2f CPU-s), engine %.2f s (%.2f CPU-s): %.0f %% (CPU %.0f %%)",
+        log.info("%s (%d shards): job %.2f s (shards %.2f CPU-s), engine %.2f s (%.2f CPU-s): %.0f %% (CPU %.0f %%)",
                  row.job, row.shards, job_s, job_cpu, wall, cpu, 100 * row.rate_fraction, 100 * row.cpu_rate_fraction)
         rows.append(row)
         if jobs is not None and len(rows) >= jobs:
@@ -130,7 +139,7 @@ def measure(config: str | Path, *, device: str = "cpu", jobs: int | None = None)
 def table(rows: list[ShardRateRow]) -> str:
     """The Markdown table of ``rows`` and their total (ratios of the sums)."""
     lines = ["| job (first shard) | stores | shards | measurements | diagnostics | job s | engine s | rate "
-             "| job CPU-s | engine CPU-s | CPU rate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| shards' CPU-s | engine CPU-s | CPU rate |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r.job} | {r.stores} | {r.shards} | {r.measurements} | {r.diagnostics} "
                      f"| {r.job_seconds:.2f} | {r.engine_seconds:.2f} | {100 * r.rate_fraction:.0f} % "

@@ -70,6 +70,10 @@ GPU_RULES = ("train_network", "evaluate_network", "analytic_shard")
 #: of every thread of the process and its children (column ``cpu_time``), nearly independent of
 #: what else loads the machine, so a prediction can be checked on a shared machine.
 CLOCKS = {"wall": "s", "cpu": "cpu_time"}
+#: Snakemake reads a job's ``cpu_time`` every 0.5 s for its first 15 s, then every 30 s, and keeps the
+#: last reading: a job longer than this misses up to 30 s of CPU (the default run's ~40-s training
+#: jobs record ~15 CPU-s), which is negligible only for jobs of many minutes.
+CPU_TIME_DENSE_SECONDS = 15.0
 
 #: What one job imports before it works (the start-up :func:`measure_rates` times).
 JOB_IMPORTS = ("torch", "numpy", "pandas", "xarray", "zarr", "snakemake.script", "lemmse.rules", "lemmse.analytic",
@@ -385,13 +389,15 @@ def totals(costs: Mapping[str, RuleCost]) -> dict[str, float]:
 def read_benchmarks(folder: str | os.PathLike, clock: str = "wall") -> dict[str, tuple[int, float]]:
     """Rule -> (jobs, summed seconds) of the Snakemake ``benchmark:`` files under ``folder``
     (``results/benchmarks/<rule>/**.tsv``; a file of several repeats counts their mean); the
-    column is the one of ``clock`` (:data:`CLOCKS`: ``s`` for wall, ``cpu_time`` for cpu)."""
+    column is the one of ``clock`` (:data:`CLOCKS`: ``s`` for wall, ``cpu_time`` for cpu). On the cpu
+    clock a warning names each rule with jobs longer than :data:`CPU_TIME_DENSE_SECONDS`."""
     import pandas as pd
 
     folder = Path(folder)
     if not folder.is_dir():
         raise LemmseInputError(f"--compare {folder}: no such folder (a run writes results/benchmarks/)")
     out: dict[str, tuple[int, float]] = {}
+    truncated: dict[str, int] = {}
     for tsv in sorted(folder.rglob("*.tsv")):
         first = tsv.relative_to(folder).parts[0]
         rule = first.removesuffix(".tsv")  # a one-job rule's file sits at the top: <rule>.tsv
@@ -401,6 +407,12 @@ def read_benchmarks(folder: str | os.PathLike, clock: str = "wall") -> dict[str,
             raise LemmseInputError(f"{tsv}: not a Snakemake benchmark file (no column {column})")
         jobs, seconds = out.get(rule, (0, 0.0))
         out[rule] = (jobs + 1, seconds + float(frame[column].mean()))
+        if clock == "cpu" and "s" in frame.columns and (frame["s"] > CPU_TIME_DENSE_SECONDS).any():
+            truncated[rule] = truncated.get(rule, 0) + 1
+    for rule, jobs in truncated.items():
+        log.warning("%s: cpu_time of %d job(s) longer than %g s is Snakemake's last reading, taken up to 30 s "
+                    "before the job ended, so it undercounts; compare that rule on the wall clock",
+                    rule, jobs, CPU_TIME_DENSE_SECONDS)
     return out
 
 

@@ -158,6 +158,24 @@ def test_read_benchmarks(tmp_path):
         read_benchmarks(tmp_path / "nope")
 
 
+def test_read_benchmarks_cpu_clock_warns_where_snakemake_sampled_sparsely(tmp_path, caplog):
+    """Snakemake's cpu_time is its last reading (every 0.5 s up to 15 s, then every 30 s): a 38-s training
+    job of the default run recorded 15 CPU-s. The cpu clock still sums the column, and names the rule."""
+    head = "s\th:m:s\tmax_rss\tcpu_time\n"
+    (tmp_path / "train_network").mkdir()
+    (tmp_path / "train_network" / "long.tsv").write_text(head + "38.3\t0:00:38\t10\t14.99\n")
+    (tmp_path / "variance").mkdir()
+    (tmp_path / "variance" / "short.tsv").write_text(head + "6.7\t0:00:06\t10\t6.5\n")
+    with caplog.at_level("WARNING", logger="lemmse.cost"):
+        assert read_benchmarks(tmp_path, clock="cpu") == {"train_network": (1, 14.99), "variance": (1, 6.5)}
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and warned[0].startswith("train_network: cpu_time of 1 job(s) longer than 15 s")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="lemmse.cost"):
+        read_benchmarks(tmp_path, clock="wall")
+    assert not caplog.records
+
+
 def test_plan_cost_cli(tmp_path, capsys, tiny_plan, tiny_figures):
     rates_file = write_rates(tmp_path / "rates.json", _rates())
     bench = tmp_path / "bench" / "variance"

@@ -383,6 +383,7 @@ def test_cost_model_against_the_tiny_run_benchmarks(tiny_run, tiny_plan, tmp_pat
 def test_bench_shards_times_the_engine_on_the_runs_own_shards(tiny_run, tiny_plan, monkeypatch, capsys):
     """lemmse bench-shards on the finished tiny run: one row per shard job (three shards, across stores),
     its job time that job's benchmark file, the engine re-run on exactly its shards' measurements."""
+    import json
     from collections import Counter
 
     import pandas as pd
@@ -406,6 +407,8 @@ def test_bench_shards_times_the_engine_on_the_runs_own_shards(tiny_run, tiny_pla
         assert row.diagnostics == ", ".join(f"{k} {c}" for k, c in sorted(kinds.items()))
         bench = lay.benchmark("analytic_shard", paths.SHARD).format(**shards[0].wildcards)
         assert row.job_seconds == pytest.approx(float(pd.read_csv(bench, sep="\t")["s"].iloc[0]))
+        records = json.loads(shards[0].marker(tiny_plan.results).read_text())["shards"]  # not the sampled cpu_time
+        assert row.job_cpu_seconds == pytest.approx(sum(r["cpu_seconds"] for r in records)) and row.job_cpu_seconds > 0
         assert 0 < row.engine_seconds and 0 < row.rate_fraction < 50
     assert f"| **all** ({len(rows)} jobs) |" in table(rows)
     assert main(["bench-shards", str(TINY), "--jobs", "1", "-q"]) == 0
