@@ -47,8 +47,8 @@ def _seeds(prefix: tuple[int, ...], last: np.ndarray) -> np.ndarray:
 
     NumPy's ``SeedSequence`` hashes its entropy words into a pool of four 32-bit words and hashes
     the pool into the output; every step is 32-bit arithmetic whose constants do not depend on the
-    data, so it runs on all ``t`` at once (a batch of 32 seeds costs what two ``SeedSequence``
-    calls do). Valid when the entropy has fewer words than the pool (every key below ``2³²``, at
+    data, so it runs on all ``t`` at once (32 seeds: ~0.1 ms against ~0.27 ms one ``SeedSequence``
+    at a time, one core). Valid when the entropy has fewer words than the pool (every key below ``2³²``, at
     most three of them); other keys take ``SeedSequence`` itself. Checked bit for bit against it.
     """
     last = np.asarray(last, dtype=np.uint64)
@@ -120,9 +120,10 @@ class SampleStream:
         return self.sigma_min + (self.sigma_max - self.sigma_min) * u
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The samples of ``step``: bit for bit ``sample(t)`` for each of its ``t``, at a third of the
+        """The samples of ``step``: bit for bit ``sample(t)`` for each of its ``t``, at two thirds of the
         cost (the seeds in one array pass, one generator re-seeded per sample, the noise drawn into
-        the batch): at the default's small networks this is a few percent of a training step."""
+        the batch; 0.57 against 0.89 ms for 32 samples of 16×16), a few percent of a small preset's
+        training step."""
         first = (step - 1) * self.batch_size
         ts = range(first, first + self.batch_size)
         seeds = _seeds((self.seed, _SAMPLE), np.arange(first, first + self.batch_size, dtype=np.uint64))
