@@ -34,10 +34,13 @@ SIGMAS = (0.001, 0.01, 0.1, 1.0)
 @pytest.fixture
 def screen_always(monkeypatch):
     """Screen every key block, however small, and never fall back to dense tiles; a block's screen is
-    cut into products of 1000 keys (the default 4096 runs in ``test_real_scale_fast_equals_float64_path``)."""
+    cut into products of 1000 keys (the default 4096 runs in ``test_real_scale_fast_equals_float64_path``);
+    balls of 16 queries pre-screen every tile, whatever they keep (the default 64 runs there too)."""
     monkeypatch.setattr(stream, "MIN_SCREEN_KEYS", 0)
     monkeypatch.setattr(stream, "DENSE_UNION", 1.01)
     monkeypatch.setattr(stream, "SCREEN_KEYS", 1000)
+    monkeypatch.setattr(stream, "BALL_ROWS", 16)
+    monkeypatch.setattr(stream, "BALL_GATHER", 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +141,7 @@ def attention_problems(draw):
     sigmas = sigma * torch.exp(spread * torch.randn(n_queries, generator=gen, dtype=torch.float64))
     known = draw(st.booleans())  # the window from the number of keys, or the widest one
     return (queries, keys, sigmas, draw(st.sampled_from([3, 16, 64])), draw(st.sampled_from([7, 50, 1000])),
-            n_keys if known else None, draw(st.sampled_from([4096, 13, 100])))
+            n_keys if known else None, draw(st.sampled_from([4096, 13, 100])), draw(st.sampled_from([1, 4, 16])))
 
 
 def test_window_holds_the_dropped_weight_below_the_tolerance():
@@ -153,8 +156,10 @@ def test_window_holds_the_dropped_weight_below_the_tolerance():
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(attention_problems())
 def test_screen_keeps_every_key_that_matters(screen_always, problem):
-    q, k, sigma, query_block, key_block, n_keys, screen_keys = problem
-    queries = Queries(q, 1.0 / sigma**2, n_keys)
+    """Balls of 1, 4 or 16 queries: used where they divide the query tile (3, 16, 64), else skipped."""
+    q, k, sigma, query_block, key_block, n_keys, screen_keys, ball_rows = problem
+    with mock.patch.object(stream, "BALL_ROWS", ball_rows):
+        queries = Queries(q, 1.0 / sigma**2, n_keys)
     recorder = Recorder(q.shape[0], k.shape[0], queries.order)
     with score_stats() as stats, mock.patch.object(stream, "SCREEN_KEYS", screen_keys):
         for start in range(0, k.shape[0], key_block):
@@ -175,6 +180,56 @@ def test_screen_keeps_every_key_that_matters(screen_always, problem):
     assert bool(((got - dense).abs()[kept] <= 1e-14 * scale[kept] + 1e-300).all()), "a kept logit is not float64's"
     assert stats.pairs == q.shape[0] * k.shape[0]
     assert stats.rescored == int(kept.sum())
+    assert stats.rescored <= stats.screened <= stats.pairs
+
+
+@settings(max_examples=100, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(attention_problems(), st.sampled_from([0.0, 0.3, 1.0]))
+def test_balls_keep_every_key_their_queries_need(problem, lift):
+    """Each ball's fp32 pre-screen keeps every key with ``g_qk ≥ θ_q`` for some query ``q`` of the ball,
+    with θ from the exact best logits (``lift`` = 0) or from lower bounds of them (``lift`` > 0: wider
+    balls); and on keys spread around the queries it drops some."""
+    q, k, sigma, _, _, n_keys, _, ball_rows = problem
+    with mock.patch.object(stream, "BALL_ROWS", ball_rows):
+        queries = Queries(q, 1.0 / sigma**2, n_keys)
+    o = queries.order
+    logits = (q @ k.T - 0.5 * (k * k).sum(dim=1)) / sigma[:, None] ** 2
+    queries.max_logit = logits[o].amax(dim=1) - lift * queries.window
+    y32, k1, k2 = key_screen(k, queries.centre)
+    n = q.shape[1] + 2
+    c = screen_constant(n)
+    base = queries.centred_norm * k1 + k2 + queries.norm_terms
+    if not stream._thresholds(queries, slice(0, queries.n), base, c, n):
+        return
+    assert stream._ball_thresholds(queries, slice(0, queries.ball_rows.shape[0]), k1, k2, c, n)
+    qc, kc = q[o] - queries.centre, k - queries.centre
+    g = qc @ kc.T - 0.5 * (kc * kc).sum(dim=1)
+    slack = 1e-12 * (qc.norm(dim=1)[:, None] * kc.norm(dim=1) + (kc * kc).sum(dim=1) + queries.theta.abs()[:, None])
+    needed = g >= queries.theta[:, None] - slack  # float64 and a hair of slack: may only add keys
+    buffers = stream._Buffers(torch.device("cpu"))
+    with mock.patch.object(stream, "BALL_GATHER", 1.0):
+        for j in range(queries.ball_rows.shape[0]):
+            survivors = stream._ball_survivors(queries.ball_rows[j : j + 1], y32, buffers)
+            rows = slice(j * ball_rows, (j + 1) * ball_rows)
+            want = needed[rows].any(dim=0).nonzero().flatten()
+            missing = set(want.tolist()) - set(survivors.tolist())
+            assert not missing, f"ball {j} dropped keys {sorted(missing)[:5]} that its queries need"
+
+
+def test_balls_drop_far_keys_on_real_patches(digits16, test_noise):
+    """On the benchmark's digits (denoising, σ = 0.05, D = 300) the balls drop about half the screen's
+    pairs, and the estimate moves by less than the screen's own tolerance."""
+    train = digits16[:300]
+    y = (digits16[1500:1504].to(torch.float64) + 0.05 * test_noise[:4, :1].to(torch.float64)).to(torch.float32)
+    kwargs = dict(task="denoising", estimator="lemmse", sigma=0.05, patch=5, dtype=torch.float64)
+    with score_stats() as stats:
+        with_balls = estimate(train, y, **kwargs).xhat
+    with score_stats() as plain, mock.patch.object(stream, "BALL_ROWS", 7):  # 7 divides no tile: no balls
+        without = estimate(train, y, **kwargs).xhat
+    assert plain.dense_tiles == 0 and plain.screened == plain.pairs  # every pair screened, none dense
+    assert 0.2 < stats.screened_fraction < 0.8, f"balls kept {stats.screened_fraction:.2f} of the pairs"
+    assert 0 < stats.rescored <= plain.rescored
+    assert float((with_balls - without).abs().max()) <= WINDOW_TOLERANCE
 
 
 # ------------------------------------------------------------------------------------------------

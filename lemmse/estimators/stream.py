@@ -31,6 +31,18 @@ bounds the error since ``|τ| ≤ |θ| + e``), every key with ``g ≥ θ`` has `
 ``c`` carries an extra ``2⁻⁴⁰`` and ``e`` an absolute ``2⁻¹⁰⁰·n(1 + ·)`` of slack, covering every
 float64 rounding of the screen (centring, ``ρ``, ``θ``) and fp32 underflow.
 
+**Pre-screen by balls (fp32).** Most keys of a block lie far from every query of a tile, and
+the tile's screen product is the largest cost of the fast path. So a tile is first cut into
+sub-tiles of :data:`BALL_ROWS` queries, each enclosed in a ball: ``g_{qk} ≥ θ_q`` is
+``‖q' - k'‖ ≤ r_q`` with ``r_q² = ‖q'‖² - 2θ_q``, so by the triangle inequality a key that
+matters for some query of a sub-tile with centre ``c`` lies within ``R = \max_q (r_q + ‖q' - c‖)``
+of ``c``: ``h_k = c·k' - ‖k'‖²/2 - (‖c‖² - R²)/2 ≥ 0``. That is a screen row of the same form,
+``[c, -½, -τ]`` with ``θ = (‖c‖² - R²)/2`` and the same error bound; the tile's screen then runs
+on the keys kept by some sub-tile's ball only (:func:`_ball_survivors`). ``r`` and ``R`` carry a
+relative ``2⁻³⁰`` of slack over their float64 roundings. A key the balls drop has ``g < θ`` for every
+query of the tile: it is one the screen would drop too, so the kept set can only shrink to keys
+that provably do not matter.
+
 **Rescoring (float64).** The screened-in columns are scored exactly as above (one float64
 product on the gathered keys) and handed to the consumer with ``columns`` naming them; the rows
 of a tile are queries sorted by σ and then in space (a k-d tree along principal axes) so that similar
@@ -90,6 +102,15 @@ MIN_SCREEN_KEYS = 2048
 SCREEN_KEYS = 4096
 #: Norm products beyond this risk fp32 overflow: such tiles are scored in float64 directly.
 FP32_SAFE = 2.0**100
+#: Queries per ball of the pre-screen (one leaf of the spatial order): smaller balls drop more keys
+#: but cost more rows. Denoising D = 1500, σ = 0.05, 256-query tiles of 8192 keys: balls of 256, 64
+#: and 16 queries drop 52, 58 and 59 % of the screen's pairs.
+BALL_ROWS = 64
+#: The tile's screen runs on the balls' survivors only when they are at most this fraction of the
+#: block (gathering their columns costs a pass over them); otherwise on the whole block.
+BALL_GATHER = 0.75
+#: Relative slack of the balls' radii over their float64 roundings (each ~F·2⁻⁵³).
+BALL_SLACK = 2.0**-30
 
 
 class Consumer(Protocol):
@@ -105,10 +126,18 @@ class ScoreStats:
     rescored: int = 0
     tiles: int = 0
     dense_tiles: int = 0
+    #: pairs whose fp32 screen score was computed after the ball pre-screen (dense tiles excluded)
+    screened: int = 0
 
     @property
     def rescored_fraction(self) -> float:
         return self.rescored / self.pairs if self.pairs else 0.0
+
+    @property
+    def screened_fraction(self) -> float:
+        """Fraction of the pairs that reached the per-query fp32 screen (the rest: dropped by the balls,
+        or scored in float64 directly on dense tiles)."""
+        return self.screened / self.pairs if self.pairs else 0.0
 
 
 _collectors: list[ScoreStats] = []
@@ -140,13 +169,14 @@ def float64_scores() -> Iterator[None]:
 _count_lock = threading.Lock()
 
 
-def _count(pairs: int, rescored: int, dense: bool) -> None:
+def _count(pairs: int, rescored: int, dense: bool, screened: int = 0) -> None:
     with _count_lock:  # tiles may run concurrently
         for s in _collectors:
             s.pairs += pairs
             s.rescored += rescored
             s.tiles += 1
             s.dense_tiles += int(dense)
+            s.screened += screened
 
 
 @contextlib.contextmanager
@@ -224,12 +254,27 @@ class Queries:
         half = torch.full((self.n, 1), -0.5, dtype=features.dtype, device=features.device)
         # fp32 screen rows [q', -½, -τ]; the last column is rewritten before every screen
         self.screen_rows = torch.cat([centred[o], half, torch.zeros_like(half)], dim=1).to(torch.float32)
-        self.centred_norm = csq[o].sqrt()
+        self.centred_sq = csq[o]
+        self.centred_norm = self.centred_sq.sqrt()
         self.var = var[o]
         self.inv_var = inv_var[o]
         self.rho = 0.5 * (sq[o] - csq[o])
         self.norm_terms = sq[o] + csq[o]  # covers the float64 rounding of ρ and of M's probe
         self.max_logit = torch.full((self.n,), -torch.inf, dtype=torch.float64, device=features.device)
+        #: θ of every row, written with its screen rows by :func:`_thresholds`
+        self.theta = torch.full((self.n,), -torch.inf, dtype=torch.float64, device=features.device)
+        # the balls of the pre-screen: runs of ball_size rows of the tile order, their centres, each
+        # row's distance to its ball's centre, and fp32 screen rows [c, -½, -τ] (τ rewritten per block)
+        self.ball_size = BALL_ROWS
+        owner = torch.arange(self.n, device=features.device) // self.ball_size
+        balls = -(-self.n // self.ball_size)
+        counts = torch.bincount(owner, minlength=balls).to(features.dtype)
+        rows = centred[o]
+        centres = rows.new_zeros(balls, self.dim).index_add_(0, owner, rows) / counts[:, None]
+        self.ball_offset = (rows - centres[owner]).norm(dim=1)
+        self.ball_centre_sq = (centres * centres).sum(dim=1)
+        self.ball_centre_norm = self.ball_centre_sq.sqrt()
+        self.ball_rows = torch.cat([centres, half[:balls], torch.zeros_like(half[:balls])], dim=1).to(torch.float32)
         self._dense_streak: dict[int, int] = {}
 
     @property
@@ -313,6 +358,9 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
     usable = c < 1.0 and n_k >= MIN_SCREEN_KEYS and bool((base < FP32_SAFE).all())
     ready = (usable and bool(torch.isfinite(queries.max_logit).all())
              and _thresholds(queries, slice(0, queries.n), base, c, n))
+    # balls only where every tile is made of whole balls (a ball's rows share one thread)
+    balls = usable and query_block % queries.ball_size == 0
+    balls_ready = balls and ready and _ball_thresholds(queries, slice(0, queries.ball_rows.shape[0]), k1, k2, c, n)
     scratch = threading.local()  # each thread's tile workspaces
 
     def tile(sl: slice) -> None:
@@ -328,14 +376,24 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
                 _probe(queries, sl, screens, base[sl], c, n, buffers)
             dense = not _thresholds(queries, sl, base[sl], c, n)
         if not dense:
-            columns = _screened_in(queries.screen_rows[sl], screens, buffers)
+            own = slice(sl.start // queries.ball_size, -(-sl.stop // queries.ball_size))
+            survivors = None
+            if balls_ready or (balls and not ready and _ball_thresholds(queries, own, k1, k2, c, n)):
+                survivors = _ball_survivors(queries.ball_rows[own], y32, buffers)
+            if survivors is None:
+                candidates, pieces = n_k, screens
+            else:
+                candidates, pieces = survivors.numel(), screen_chunks(y32.index_select(1, survivors))
+            columns = _screened_in(queries.screen_rows[sl], pieces, buffers)
+            if survivors is not None:
+                columns = survivors[columns]
             dense = columns.numel() > DENSE_UNION * n_k
         if dense:
             _dense_tile(queries, sl, k_aug, keys, consumer, buffers)
             queries._dense_streak[sl.start] = streak + 1
             return
         queries._dense_streak[sl.start] = 0
-        _count(rows * n_k, rows * columns.numel(), dense=False)
+        _count(rows * n_k, rows * columns.numel(), dense=False, screened=rows * candidates)
         if columns.numel() == 0:
             return
         logits = buffers.get(rows, columns.numel(), torch.float64)
@@ -385,6 +443,39 @@ def _screened_in(rows32: torch.Tensor, screens: list[tuple[int, torch.Tensor]], 
     return kept[0] if len(kept) == 1 else torch.cat(kept)
 
 
+def _ball_thresholds(queries: Queries, balls: slice, k1: float, k2: float, c: float, n: int) -> bool:
+    """Write ``-τ`` of the balls ``balls`` into their screen rows (module docstring, "Pre-screen by
+    balls") from their rows' current θ; False where a ball cannot be bounded in fp32 (a row without θ
+    yet has an infinite radius).
+
+    Each ball's radius ``R = max_q (r_q + ‖q' - c‖)`` is inflated by :data:`BALL_SLACK`, and ``r_q²``
+    by that fraction of ``‖q'‖² + 2|θ_q|``, both far above their float64 roundings.
+    """
+    size = queries.ball_size
+    rows = slice(balls.start * size, min(balls.stop * size, queries.n))
+    theta = queries.theta[rows]
+    csq = queries.centred_sq[rows]
+    reach = (csq - 2.0 * theta + BALL_SLACK * (csq + 2.0 * theta.abs())).clamp_(min=0.0).sqrt_()
+    spread = reach.new_zeros((balls.stop - balls.start) * size)
+    spread[: reach.numel()] = reach + queries.ball_offset[rows]
+    radius = spread.view(-1, size).amax(dim=1) * (1.0 + BALL_SLACK)
+    theta_ball = 0.5 * (queries.ball_centre_sq[balls] - radius * radius)
+    magnitude = queries.ball_centre_norm[balls] * k1 + k2 + theta_ball.abs()
+    if not bool((magnitude < FP32_SAFE).all()):
+        return False
+    queries.ball_rows[balls, -1] = -(theta_ball - screen_error(c, n, magnitude))
+    return True
+
+
+def _ball_survivors(ball_rows: torch.Tensor, y32: torch.Tensor, buffers: _Buffers) -> torch.Tensor | None:
+    """Indices (ascending, int64) of the keys that some ball of ``ball_rows`` keeps (column maximum
+    ``≥ 0``), or None where they are more than :data:`BALL_GATHER` of the block."""
+    scores = buffers.get(ball_rows.shape[0], y32.shape[1], torch.float32)
+    torch.mm(ball_rows, y32, out=scores)
+    survivors = (scores.amax(dim=0) >= 0).nonzero().flatten()
+    return None if survivors.numel() > BALL_GATHER * y32.shape[1] else survivors
+
+
 def _probe(queries: Queries, sl: slice, screens: list[tuple[int, torch.Tensor]], base: torch.Tensor, c: float,
            n: int, buffers: _Buffers) -> None:
     """First lower bounds ``M`` of the rows ``sl``: with τ = 0, their fp32 row maxima minus the bound."""
@@ -408,6 +499,7 @@ def _thresholds(queries: Queries, sl: slice, base: torch.Tensor, c: float, n: in
         return False
     # rounded to fp32: an input rounding, covered by the bound
     queries.screen_rows[sl, -1] = -(theta - screen_error(c, n, magnitude))
+    queries.theta[sl] = theta
     return True
 
 
