@@ -207,13 +207,12 @@ def test_balls_keep_every_key_their_queries_need(problem, lift):
     slack = 1e-12 * (qc.norm(dim=1)[:, None] * kc.norm(dim=1) + (kc * kc).sum(dim=1) + queries.theta.abs()[:, None])
     needed = g >= queries.theta[:, None] - slack  # float64 and a hair of slack: may only add keys
     buffers = stream._Buffers(torch.device("cpu"))
-    with mock.patch.object(stream, "BALL_GATHER", 1.0):
-        for j in range(queries.ball_rows.shape[0]):
-            survivors = stream._ball_survivors(queries.ball_rows[j : j + 1], y32, buffers)
-            rows = slice(j * ball_rows, (j + 1) * ball_rows)
-            want = needed[rows].any(dim=0).nonzero().flatten()
-            missing = set(want.tolist()) - set(survivors.tolist())
-            assert not missing, f"ball {j} dropped keys {sorted(missing)[:5]} that its queries need"
+    for j in range(queries.ball_rows.shape[0]):
+        survivors = stream._screened_in(queries.ball_rows[j : j + 1], [(0, y32)], buffers)
+        rows = slice(j * ball_rows, (j + 1) * ball_rows)
+        want = needed[rows].any(dim=0).nonzero().flatten()
+        missing = set(want.tolist()) - set(survivors.tolist())
+        assert not missing, f"ball {j} dropped keys {sorted(missing)[:5]} that its queries need"
 
 
 def test_balls_drop_far_keys_on_real_patches(digits16, test_noise):

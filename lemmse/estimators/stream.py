@@ -38,7 +38,8 @@ sub-tiles of :data:`BALL_ROWS` queries, each enclosed in a ball: ``g_{qk} ≥ θ
 matters for some query of a sub-tile with centre ``c`` lies within ``R = \max_q (r_q + ‖q' - c‖)``
 of ``c``: ``h_k = c·k' - ‖k'‖²/2 - (‖c‖² - R²)/2 ≥ 0``. That is a screen row of the same form,
 ``[c, -½, -τ]`` with ``θ = (‖c‖² - R²)/2`` and the same error bound; the tile's screen then runs
-on the keys kept by some sub-tile's ball only (:func:`_ball_survivors`). ``r`` and ``R`` carry a
+on the keys kept by some sub-tile's ball only (:func:`_ball_thresholds`; the balls' rows go
+through :func:`_screened_in` like the queries'). ``r`` and ``R`` carry a
 relative ``2⁻³⁰`` of slack over their float64 roundings. A key the balls drop has ``g < θ`` for every
 query of the tile: it is one the screen would drop too, so the kept set can only shrink to keys
 that provably do not matter.
@@ -252,8 +253,9 @@ class Queries:
         o = self.order
         self.sorted_augmented = torch.cat([features[o] * inv_var[o, None], -0.5 * inv_var[o, None]], dim=1)
         half = torch.full((self.n, 1), -0.5, dtype=features.dtype, device=features.device)
+        rows = centred[o]
         # fp32 screen rows [q', -½, -τ]; the last column is rewritten before every screen
-        self.screen_rows = torch.cat([centred[o], half, torch.zeros_like(half)], dim=1).to(torch.float32)
+        self.screen_rows = torch.cat([rows, half, torch.zeros_like(half)], dim=1).to(torch.float32)
         self.centred_sq = csq[o]
         self.centred_norm = self.centred_sq.sqrt()
         self.var = var[o]
@@ -269,7 +271,6 @@ class Queries:
         owner = torch.arange(self.n, device=features.device) // self.ball_size
         balls = -(-self.n // self.ball_size)
         counts = torch.bincount(owner, minlength=balls).to(features.dtype)
-        rows = centred[o]
         centres = rows.new_zeros(balls, self.dim).index_add_(0, owner, rows) / counts[:, None]
         self.ball_offset = (rows - centres[owner]).norm(dim=1)
         self.ball_centre_sq = (centres * centres).sum(dim=1)
@@ -379,7 +380,9 @@ def attend(queries: Queries, keys: KeyBlock, consumer: Consumer, query_block: in
             own = slice(sl.start // queries.ball_size, -(-sl.stop // queries.ball_size))
             survivors = None
             if balls_ready or (balls and not ready and _ball_thresholds(queries, own, k1, k2, c, n)):
-                survivors = _ball_survivors(queries.ball_rows[own], y32, buffers)
+                survivors = _screened_in(queries.ball_rows[own], screens, buffers)  # the balls' screen
+                if survivors.numel() > BALL_GATHER * n_k:  # gathering would not pay: screen the block
+                    survivors = None
             if survivors is None:
                 candidates, pieces = n_k, screens
             else:
@@ -465,15 +468,6 @@ def _ball_thresholds(queries: Queries, balls: slice, k1: float, k2: float, c: fl
         return False
     queries.ball_rows[balls, -1] = -(theta_ball - screen_error(c, n, magnitude))
     return True
-
-
-def _ball_survivors(ball_rows: torch.Tensor, y32: torch.Tensor, buffers: _Buffers) -> torch.Tensor | None:
-    """Indices (ascending, int64) of the keys that some ball of ``ball_rows`` keeps (column maximum
-    ``≥ 0``), or None where they are more than :data:`BALL_GATHER` of the block."""
-    scores = buffers.get(ball_rows.shape[0], y32.shape[1], torch.float32)
-    torch.mm(ball_rows, y32, out=scores)
-    survivors = (scores.amax(dim=0) >= 0).nonzero().flatten()
-    return None if survivors.numel() > BALL_GATHER * y32.shape[1] else survivors
 
 
 def _probe(queries: Queries, sl: slice, screens: list[tuple[int, torch.Tensor]], base: torch.Tensor, c: float,
