@@ -99,9 +99,10 @@ def measure(config: str | Path, *, device: str = "cpu", jobs: int | None = None)
         if not bench.is_file() or not all(zstore.is_complete(run.store(plan.results)) for run in stores):
             continue
         job_s = _read_benchmark(bench)
-        records = shard_job_records(lead.marker(plan.results))
+        marker = lead.marker(plan.results)
+        records = shard_job_records(marker)
         if not all("cpu_seconds" in r for r in records):
-            raise LemmseInputError(f"{lead.marker(plan.results)}: its shards carry no cpu_seconds; rerun the job")
+            raise LemmseInputError(f"{marker}: its shards carry no cpu_seconds; rerun the job")
         job_cpu = sum(r["cpu_seconds"] for r in records)
         trains = {key: load_split(lay.data(key[0]), "train", count=key[1])
                   for key in dict.fromkeys((run.dataset, run.train_size) for run in stores)}
