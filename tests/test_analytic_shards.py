@@ -180,6 +180,38 @@ def test_a_shard_job_across_two_stores_writes_what_their_shards_write_alone(data
         assert np.isfinite(job["xhat"].values).sum() == 2 * 8 * 8  # that shard's values only
 
 
+def test_a_shard_job_opens_each_store_once_and_writes_what_its_shards_write_alone(data, tmp_path, monkeypatch):
+    """Three shards of one store in one job open its stores as often as one shard does (ShardReads:
+    once each, the clean images once per split), and the store ends equal to one filled shard by shard."""
+    from collections import Counter
+
+    import lemmse.data.measurements as measurements_module
+    from lemmse.analytic import compute_shard_job
+
+    options, operator, diagnostics = CASES["lemmse-inpainting-pinv"]
+    y = build_measurements(tmp_path / "y.zarr", data, task=options["task"], sigmas=SIGMAS, n_eval=N_EVAL, **operator)
+    _fill(tmp_path / "alone.zarr", y, data, options, diagnostics)
+    create_store(tmp_path / "job.zarr", y, images_per_shard=1, sigmas_per_shard=1, diagnostics=diagnostics, attrs={})
+    opened = Counter()
+    for module, name in ((zstore, "open_dataset"), (measurements_module, "open_measurements"),
+                         (measurements_module, "open_data")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda path, *a, _real=real, **k: opened.update([str(path)]) or _real(
+            path, *a, **k))
+    shards = [{"store": str(tmp_path / "job.zarr"), "measurements": str(y), "data": str(data),
+               "train_size": TRAIN_SIZE, "first_image": i, "first_sigma": s, "estimate_options": options}
+              for i in range(N_EVAL) for s in range(len(SIGMAS))]
+    compute_shard_job(shards[:1])
+    one_shard, opened = dict(opened), Counter()
+    assert len(compute_shard_job(shards[1:])) == 3
+    assert dict(opened) == one_shard  # three shards open what one does
+    assert one_shard[str(tmp_path / "job.zarr")] == 1
+    alone = zstore.open_dataset(tmp_path / "alone.zarr", complete=False)
+    job = zstore.open_dataset(tmp_path / "job.zarr", complete=False)
+    for var in alone.data_vars:
+        np.testing.assert_array_equal(job[var].values, alone[var].values, err_msg=var)
+
+
 def test_nearest_train_finds_exact_copies_across_blocks(device):
     """Blocks of the training set (a tiny memory budget) give the brute-force minimum and the first index,
     on every device (the shards run it on theirs)."""
