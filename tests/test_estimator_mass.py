@@ -274,3 +274,43 @@ def test_fused_binning_leaves_pytorchs_thread_count_alone():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+_SIGNATURES = """
+import json, sys, torch
+from sklearn.datasets import load_digits
+from lemmse.estimators import binning, estimate
+
+kernels = ("_bin_rows", "_bin_rows_serial", "_raise_rows", "_raise_rows_serial")
+if sys.argv[1] == "compile":
+    assert binning.compile_kernels() == list(kernels)
+else:  # a real LE-MMSE pass with the 99 %-mass diagnostics, on two threads and on one
+    x = torch.from_numpy(load_digits().images[:, None] / 16).float()
+    noisy = x[300:304] + 0.1 * torch.randn(x[300:304].shape, generator=torch.Generator().manual_seed(0))
+    for threads in (2, 1):
+        torch.set_num_threads(threads)
+        estimate(x[:300], noisy, task="denoising", estimator="lemmse", patch=3, sigma=0.1, diagnostics=True,
+                 mass=True)
+print(json.dumps({k: sorted(map(str, getattr(binning, k).signatures)) for k in kernels}))
+"""
+
+
+def test_compiled_kernels_are_the_ones_a_real_mass_pass_runs():
+    """compile_kernels (run by scripts/setup_env.sh) compiles every numba kernel for exactly the types a
+    real mass pass passes, so a fresh clone's first shard job loads them rather than compiling: each in a
+    fresh process, the pass's signatures are among compile_kernels' (and the pass did use the kernels)."""
+    import json
+    import subprocess
+    import sys
+
+    def signatures(mode: str) -> dict[str, list[str]]:
+        run = subprocess.run([sys.executable, "-c", _SIGNATURES, mode], capture_output=True, text=True, check=False)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads(run.stdout.strip().splitlines()[-1])
+
+    compiled, used = signatures("compile"), signatures("pass")
+    assert all(len(s) == 1 for s in compiled.values()), compiled
+    assert used["_bin_rows"] or used["_bin_rows_serial"], used  # the pass ran the numba path
+    assert used["_raise_rows"] or used["_raise_rows_serial"], used
+    for name, sigs in used.items():
+        assert set(sigs) <= set(compiled[name]), (name, sigs, compiled[name])
