@@ -410,7 +410,7 @@ def test_bench_shards_times_the_engine_on_the_runs_own_shards(tiny_run, tiny_pla
         records = json.loads(shards[0].marker(tiny_plan.results).read_text())["shards"]  # not the sampled cpu_time
         assert row.job_cpu_seconds == pytest.approx(sum(r["cpu_seconds"] for r in records)) and row.job_cpu_seconds > 0
         assert 0 < row.engine_seconds and 0 < row.rate_fraction < 50
-    assert f"| **all** ({len(rows)} jobs) |" in table(rows)
+    assert f"| **all** ({len(rows)} jobs) |" in table(rows) and "| **all** (1 job) |" in table(rows[:1])
     assert main(["bench-shards", str(TINY), "--jobs", "1", "-q"]) == 0
     assert capsys.readouterr().out.count("\n") == 4  # header, rule, one job, the total
 
