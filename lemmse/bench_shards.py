@@ -155,7 +155,8 @@ def table(rows: list[ShardRateRow]) -> str:
                          sum(r.measurements for r in rows), "", sum(r.job_seconds for r in rows),
                          sum(r.job_cpu_seconds for r in rows), sum(r.engine_seconds for r in rows),
                          sum(r.engine_cpu_seconds for r in rows))
-    lines.append(f"| **all** ({len(rows)} job{'s' if len(rows) > 1 else ''}) | {total.stores} | {total.shards} | {total.measurements} | "
+    jobs = f"{len(rows)} job{'s' if len(rows) > 1 else ''}"
+    lines.append(f"| **all** ({jobs}) | {total.stores} | {total.shards} | {total.measurements} | "
                  f"| {total.job_seconds:.2f} | {total.engine_seconds:.2f} | **{100 * total.rate_fraction:.0f} %** "
                  f"| {total.job_cpu_seconds:.2f} | {total.engine_cpu_seconds:.2f} "
                  f"| **{100 * total.cpu_rate_fraction:.0f} %** |")
