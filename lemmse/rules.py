@@ -20,11 +20,15 @@ def start(snakemake) -> Any:
     """Send every ``lemmse`` log record to the rule's ``log:`` file, set threads; return the job's
     record (``snakemake.params.job``; ``None`` for a rule that passes none).
 
-    Every output's folder is checked first (:func:`lemmse.store.require_writable`), so a
+    glibc's ``malloc`` keeps freed memory for the job (:func:`lemmse.allocator.retain_freed_memory`:
+    training steps and estimator passes stop re-faulting their buffers' pages). Every output's
+    folder is checked first (:func:`lemmse.store.require_writable`), so a
     read-only or misplaced results folder fails before the job's work, naming the path.
     """
+    from lemmse.allocator import retain_freed_memory
     from lemmse.store import require_writable
 
+    retain_freed_memory()
     for output in snakemake.output:
         require_writable(output, "output")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from lemmse import __version__
+from lemmse.allocator import retain_freed_memory
 from lemmse.cli import data as data_cmd
 from lemmse.cli import estimate as estimate_cmd
 from lemmse.cli import figures as figures_cmd
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, --version
         return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else EXIT_USAGE)
     configure_logging(args.verbose, args.quiet)
+    retain_freed_memory()
     try:
         return int(args.func(args))
     except LemmseInputError as err:
