@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import example, given, settings, strategies as st
 
 from lemmse.errors import LemmseInputError
-from lemmse.models import (ARCHITECTURES, SUPPORTED_PATCHES, PixelGroupNorm, build_model,
+from lemmse.models import (ARCHITECTURES, SUPPORTED_PATCHES, PixelGroupNorm, build_model, circular_conv,
                            count_parameters, kernel_plan)
 
 #: Small widths: the whole file runs in seconds on one CPU core.
@@ -32,9 +33,21 @@ def _window(size: int, centre: int, patch: int) -> set[int]:
 
 @pytest.mark.parametrize("arch,patch", CASES)
 def test_receptive_field_is_exactly_the_circular_window(arch, patch):
+    _assert_receptive_field(_tiny(arch, patch), f"{arch} P={patch}", patch, channels=2)
+
+
+@pytest.mark.parametrize("patch", [5, 9])
+def test_the_small_unet_on_grey_images_has_the_exact_receptive_field(patch):
+    """The default widths on one channel: conv_out runs by taps (16 channels in, 1 out)."""
+    torch.manual_seed(patch)
+    model = build_model("unet", 1, patch).double().eval()
+    assert model.conv_out.by_taps
+    _assert_receptive_field(model, f"small unet P={patch}", patch, channels=1)
+
+
+def _assert_receptive_field(model, name: str, patch: int, channels: int) -> None:
     h, w = patch + 3, patch + 4  # window smaller than the image: "outside" is never empty
-    model = _tiny(arch, patch)
-    v = torch.rand(1, 2, h, w, dtype=torch.float64, requires_grad=True)
+    v = torch.rand(1, channels, h, w, dtype=torch.float64, requires_grad=True)
     i, j = 1, w - 2  # near two borders: the window wraps around
     out = model(v, torch.tensor([0.3], dtype=torch.float64))
     grad, = torch.autograd.grad(out[0, :, i, j].sum(), v)
@@ -45,7 +58,7 @@ def test_receptive_field_is_exactly_the_circular_window(arch, patch):
         for c in cols:
             expected[r, c] = True
     assert torch.equal(support, expected), (
-        f"{arch} P={patch}: gradient support\n{support.int()}\nexpected\n{expected.int()}")
+        f"{name}: gradient support\n{support.int()}\nexpected\n{expected.int()}")
 
 
 @pytest.mark.parametrize("arch,patch", CASES)
@@ -144,3 +157,40 @@ def test_preconditioning_scales_the_input_and_skips_it_by_the_noise_it_expects()
         torch.testing.assert_close(wrapped(v[:1], 0.0) - net(v[:1] / SIGNAL_SCALE, 0.0), v[:1])
     with pytest.raises(ValueError, match="noise_gain"):
         Preconditioned(net, 0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@example(cin=16, cout=1, kernel=3, h=5, w=7, channels_last=True, bias=True)  # the small UNet's conv_out
+@example(cin=20, cout=2, kernel=3, h=6, w=6, channels_last=False, bias=False)
+@example(cin=8, cout=1, kernel=3, h=5, w=5, channels_last=False, bias=True)
+@given(cin=st.integers(1, 20), cout=st.integers(1, 3), kernel=st.sampled_from([1, 3, 5]),
+       h=st.integers(5, 9), w=st.integers(5, 9), channels_last=st.booleans(), bias=st.booleans())
+def test_circular_conv_equals_torchs_circular_conv_with_its_gradients(cin, cout, kernel, h, w, channels_last, bias):
+    """Both paths of CircularConv2d (by taps when C_out·k² <= C_in, else Conv2d's) against
+    ``torch.nn.Conv2d(padding_mode="circular")`` with the same parameters, in float64."""
+    torch.manual_seed(cin * 100 + cout * 10 + kernel)
+    conv = circular_conv(cin, cout, kernel, bias=bias).double()
+    reference = torch.nn.Conv2d(cin, cout, kernel, padding=kernel // 2, bias=bias,
+                                padding_mode="circular" if kernel > 1 else "zeros").double()
+    reference.load_state_dict(conv.state_dict())
+    x = torch.randn(2, cin, h, w, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    grad_out = torch.randn(2, cout, h, w, dtype=torch.float64)
+    results = []
+    for module in (conv, reference):
+        xi = x.clone().requires_grad_()
+        out = module(xi)
+        grads = torch.autograd.grad(out, [xi, *module.parameters()], grad_out)
+        results.append((out, *grads))
+    for mine, theirs in zip(*results):
+        torch.testing.assert_close(mine, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_the_small_unets_output_convolution_runs_by_taps():
+    """conv_out of the default UNet on grey images (16 channels in, 1 out, 3×3) takes the taps
+    path; its 1-channel conv_in and its 1×1 convolutions take Conv2d's."""
+    model = build_model("unet", 1, 5)
+    assert model.conv_out.kernel_size == (3, 3) and model.conv_out.by_taps
+    assert not model.conv_in.by_taps
+    assert not any(m.by_taps for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (1, 1))
